@@ -1,0 +1,7 @@
+"""Readiness toolkit: prepares, checks and proves the core Compose stack.
+
+Everything it knows about the stack comes from ``docker compose config``; see
+``docs/x-readiness.md`` for the few facts that live in ``x-readiness`` extension fields.
+"""
+
+__version__ = "0.1.0"

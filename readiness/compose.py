@@ -1,0 +1,308 @@
+"""The stack model, read from Docker Compose itself.
+
+Compose is the single source of truth: services, secrets, bind mounts, networks, ports and
+variables all come from ``docker compose config``. This module runs the few ``config`` calls
+a task needs (concurrently, once per process) and turns their output into a
+:class:`Model`. The per-service facts Compose has no field for are read from the
+``x-readiness`` extension fields (``docs/x-readiness.md``).
+
+Why YAML and not ``--format json``: Compose v2.40 drops ``x-*`` fields of services and
+secrets from the interpolated JSON output; its YAML output keeps them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import runner
+from .errors import ToolkitError
+
+#: ``include:`` appeared in Compose 2.20.0; older v2 releases ignore or reject it.
+MIN_COMPOSE = (2, 20, 0)
+#: Stand-in value for a required variable that is unset, so preflight can render the rest.
+PLACEHOLDER = "__unset__"
+COMPOSE_FILE = "docker-compose.yml"
+
+try:  # the C loader is ~10x faster on the rendered model
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - pyyaml built without libyaml
+    _Loader = yaml.SafeLoader
+
+
+def _parse_version(text: str) -> tuple[int, int, int] | None:
+    m = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+@dataclass(frozen=True)
+class ComposeCLI:
+    """How to call Compose on this machine: the v2 plugin or a standalone v2 binary."""
+
+    argv: tuple[str, ...]
+    version: tuple[int, int, int]
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(map(str, self.version))
+
+
+def _check_version(argv: tuple[str, ...], result: runner.Result) -> ComposeCLI:
+    version = _parse_version(result.stdout.strip() or result.stderr)
+    name = " ".join(argv)
+    if version is None:
+        raise ToolkitError(f"cannot read the version of `{name}`: {result.stdout.strip()!r}",
+                           fix=runner.INSTALL_HINTS["docker-compose"])
+    if version[0] < 2:
+        raise ToolkitError(
+            f"`{name}` is Compose v1 ({'.'.join(map(str, version))}), which is end-of-life and "
+            "cannot read this stack (it needs `include:`)",
+            fix="install Compose v2: " + runner.INSTALL_HINTS["docker-compose"],
+        )
+    if version < MIN_COMPOSE:
+        raise ToolkitError(
+            f"`{name}` is Compose {'.'.join(map(str, version))}; this stack needs "
+            f"{'.'.join(map(str, MIN_COMPOSE))} or newer for `include:`",
+            fix="upgrade Compose: " + runner.INSTALL_HINTS["docker-compose"],
+        )
+    return ComposeCLI(argv, version)
+
+
+def detect_compose() -> ComposeCLI:
+    """Find Compose v2: the ``docker compose`` plugin first, then a standalone binary."""
+    if runner.which("docker"):
+        res = runner.run(["docker", "compose", "version", "--short"], timeout=30)
+        if res.ok:
+            return _check_version(("docker", "compose"), res)
+    if runner.which("docker-compose"):
+        res = runner.run(["docker-compose", "version", "--short"], timeout=30)
+        if not res.ok:  # v1 has no --short
+            res = runner.run(["docker-compose", "version"], timeout=30)
+        return _check_version(("docker-compose",), res)
+    if not runner.which("docker"):
+        raise ToolkitError("the Docker CLI is not installed", fix=runner.INSTALL_HINTS["docker"], code=127)
+    raise ToolkitError("Docker Compose v2 is not installed (`docker compose version` failed)",
+                       fix=runner.INSTALL_HINTS["docker-compose"], code=127)
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    required: bool
+    default: str | None
+
+
+@dataclass
+class Model:
+    """The rendered stack plus what the toolkit needs to reason about it."""
+
+    project_dir: Path
+    rendered: dict[str, Any]
+    raw: dict[str, Any]
+    variables: dict[str, Variable]
+    warnings: list[str] = field(default_factory=list)
+    cli: ComposeCLI | None = None
+    missing_required: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.rendered.get("name", ""))
+
+    @property
+    def services(self) -> dict[str, dict[str, Any]]:
+        return self.rendered.get("services") or {}
+
+    @property
+    def secrets(self) -> dict[str, dict[str, Any]]:
+        return self.rendered.get("secrets") or {}
+
+    @property
+    def networks(self) -> dict[str, dict[str, Any]]:
+        return self.rendered.get("networks") or {}
+
+    def x(self, service: str) -> dict[str, Any]:
+        """The ``x-readiness`` field of a service (empty when absent)."""
+        return self.services.get(service, {}).get("x-readiness") or {}
+
+    def secret_x(self, name: str) -> dict[str, Any]:
+        return self.secrets.get(name, {}).get("x-readiness") or {}
+
+    @cached_property
+    def secret_consumers(self) -> dict[str, list[str]]:
+        """Secret name -> sorted services that mount it."""
+        out: dict[str, list[str]] = {name: [] for name in self.secrets}
+        for svc, spec in sorted(self.services.items()):
+            for ref in spec.get("secrets") or []:
+                src = ref.get("source") if isinstance(ref, dict) else ref
+                out.setdefault(src, []).append(svc)
+        return out
+
+    def service_user(self, service: str) -> tuple[int, int] | None:
+        """uid:gid the service's process runs as (``x-readiness.user`` or ``user:``)."""
+        value = self.x(service).get("user") or self.services.get(service, {}).get("user")
+        return parse_user(value)
+
+    def data_owner(self, service: str) -> tuple[int, int] | None:
+        return parse_user(self.x(service).get("data-owner")) or self.service_user(service)
+
+    def relpath(self, path: str | Path) -> str:
+        p = Path(path)
+        try:
+            return str(p.relative_to(self.project_dir))
+        except ValueError:
+            return str(p)
+
+    @cached_property
+    def routed_hosts(self) -> dict[str, list[str]]:
+        """Service -> hostnames of its Traefik routers (from ``Host(`...`)`` rules)."""
+        out: dict[str, list[str]] = {}
+        for svc, spec in sorted(self.services.items()):
+            hosts: set[str] = set()
+            for key, value in (spec.get("labels") or {}).items():
+                if key.startswith("traefik.http.routers.") and key.endswith(".rule"):
+                    hosts.update(re.findall(r"Host\(\s*`([^`]+)`", str(value)))
+            if hosts:
+                out[svc] = sorted(hosts)
+        return out
+
+    @property
+    def all_routed_hosts(self) -> list[str]:
+        return sorted({h for hosts in self.routed_hosts.values() for h in hosts})
+
+
+def parse_user(value: Any) -> tuple[int, int] | None:
+    """``"472:0"`` -> (472, 0); ``"1000"`` -> (1000, 1000); anything else -> None."""
+    if value is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)(?::(\d+))?\s*", str(value))
+    if not m:
+        return None
+    uid = int(m.group(1))
+    return uid, int(m.group(2)) if m.group(2) is not None else uid
+
+
+def _yaml_error_location(message: str) -> tuple[str, str]:
+    """Re-parse the file Compose could not parse, to name the exact line."""
+    m = re.search(r"failed to parse (\S+?):\s*(.*)", message)
+    if not m:
+        return "", message
+    path = m.group(1)
+    try:
+        yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        if mark is not None:
+            return f"{path}:{mark.line + 1}", f"invalid YAML: {exc.problem or exc.context}"
+    except (OSError, yaml.YAMLError):
+        pass
+    return path, m.group(2)
+
+
+def config_error(result: runner.Result, project_dir: Path) -> ToolkitError:
+    """Turn a failed ``docker compose config`` into a one-paragraph error."""
+    text = "\n".join(line for line in result.stderr.strip().splitlines() if "level=warning" not in line)
+    text = text.strip() or result.stdout.strip() or f"exit status {result.returncode}"
+    where, message = _yaml_error_location(text)
+    fix = "correct the file named above, then run `invoke config`"
+    m = re.search(r"required variable (\w+) is missing a value", text)
+    if m:
+        fix = f"set {m.group(1)} in {project_dir / '.env'} (run `invoke env` to create it from .env.example)"
+        where = where or str(project_dir / ".env")
+    if "Cannot connect to the Docker daemon" in text:
+        fix = "start the Docker engine, then check with `docker info`"
+    return ToolkitError(f"docker compose config failed: {message}", where=where or str(project_dir / COMPOSE_FILE),
+                        fix=fix)
+
+
+def warnings_of(stderr: str) -> list[str]:
+    """Compose's warnings (``level=warning msg=...``) as plain messages, in order."""
+    out = []
+    for line in stderr.splitlines():
+        if "level=warning" in line or line.startswith("WARN"):
+            m = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
+            out.append(m.group(1).replace('\\"', '"') if m else line.strip())
+    return out
+
+
+def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: bool = False) -> Model:
+    """Render the stack once: interpolated model, raw model and variables, concurrently.
+
+    With ``tolerate_missing`` (preflight), a required variable that is unset does not stop
+    the rendering: it is filled with a placeholder for this one call and listed in
+    ``Model.missing_required``, so that every other check can still run.
+    """
+    project_dir = project_dir.resolve()
+    if not (project_dir / COMPOSE_FILE).is_file():
+        raise ToolkitError(f"no {COMPOSE_FILE} in {project_dir}", where=str(project_dir),
+                           fix="run the task from the repository root, or set READINESS_PROJECT_DIR")
+    cli = cli or detect_compose()
+    base = [*cli.argv, "--project-directory", str(project_dir), "-f", str(project_dir / COMPOSE_FILE), "config"]
+    results = runner.run_many(
+        {
+            "rendered": [*base, "--format", "yaml"],
+            "raw": [*base, "--no-interpolate", "--format", "yaml"],
+            "variables": [*base, "--variables", "--format", "json"],
+        },
+        cwd=project_dir,
+    )
+    rendered = results["rendered"]
+    missing: list[str] = []
+    while not rendered.ok and tolerate_missing and len(missing) < 50:
+        m = re.search(r"required variable (\w+) is missing a value", rendered.stderr)
+        if not m or m.group(1) in missing:
+            break
+        missing.append(m.group(1))
+        rendered = runner.run([*base, "--format", "yaml"], cwd=project_dir,
+                              env={name: PLACEHOLDER for name in missing})
+    if not rendered.ok:
+        raise config_error(rendered, project_dir)
+    try:
+        model_doc = yaml.load(rendered.stdout, Loader=_Loader) or {}
+        raw_doc = yaml.load(results["raw"].stdout, Loader=_Loader) or {} if results["raw"].ok else {}
+        variables_doc = json.loads(results["variables"].stdout or "{}") if results["variables"].ok else {}
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:  # pragma: no cover - Compose output is well-formed
+        raise ToolkitError(f"cannot read the output of docker compose config: {exc}") from None
+    variables = {
+        name: Variable(name, bool(v.get("Required")), v.get("DefaultValue") or None)
+        for name, v in sorted(variables_doc.items())
+    }
+    model = Model(project_dir, model_doc, raw_doc, variables, warnings_of(rendered.stderr), cli)
+    model.missing_required = sorted(missing)
+    return model
+
+
+def service_files(project_dir: Path) -> dict[str, str]:
+    """Service -> the compose file (relative to the project) that defines it.
+
+    Compose's rendered model forgets where a service came from; findings name the file, so
+    the root file and its ``include:`` entries are read once with PyYAML (top-level keys only).
+    """
+    out: dict[str, str] = {}
+    root = project_dir / COMPOSE_FILE
+
+    def visit(path: Path, depth: int) -> None:
+        try:
+            doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
+        except (OSError, yaml.YAMLError):
+            return
+        if not isinstance(doc, dict):
+            return
+        rel = str(path.relative_to(project_dir)) if project_dir in path.parents else str(path)
+        for svc in doc.get("services") or {}:
+            out.setdefault(str(svc), rel)
+        for item in doc.get("include") or [] if depth < 5 else []:
+            paths = item.get("path") if isinstance(item, dict) else item
+            for p in paths if isinstance(paths, list) else [paths]:
+                if isinstance(p, str) and "$" not in p:
+                    visit((path.parent / p).resolve(), depth + 1)
+
+    visit(root.resolve(), 0)
+    return out

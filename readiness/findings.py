@@ -1,0 +1,91 @@
+"""Findings: what preflight and validate report, in a stable order with stable ids.
+
+Each check is a pure function returning findings; this module sorts and prints them. The
+same input always gives byte-identical output, as text for people and ``--json`` for
+machines. Ids are listed in :data:`CATALOG`; the runbook has one troubleshooting row per id.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+ERROR = "error"
+WARNING = "warning"
+_SEVERITY_ORDER = {ERROR: 0, WARNING: 1}
+
+#: Every finding id, with a one-line summary (the runbook's troubleshooting table mirrors it).
+CATALOG: dict[str, str] = {
+    "docker.cli-missing": "The Docker CLI is not installed",
+    "docker.engine-unreachable": "The Docker engine does not answer",
+    "compose.unsupported": "Docker Compose is missing, v1, or older than 2.20 (no include:)",
+    "compose.invalid": "docker compose config fails",
+    "compose.warning": "docker compose config prints a warning",
+    "compose.unescaped-dollar": "A $VAR in command/entrypoint/healthcheck that Compose would interpolate",
+    "compose.unpinned-image": "An image without a pinned tag or digest",
+    "env.file-missing": ".env does not exist",
+    "env.malformed": "A line of .env cannot be parsed",
+    "env.required-unset": "A required variable is unset or empty",
+    "env.example-credential": ".env.example holds something that looks like a credential",
+    "secret.missing": "A secret file is missing",
+    "secret.empty": "A secret file is empty",
+    "secret.unreadable": "A secret file is not readable by the container user that mounts it",
+    "secret.tracked": "git tracks a file under secrets/",
+    "cert.missing": "A TLS certificate file is missing",
+    "cert.invalid": "The TLS certificate is invalid, expiring, or does not cover a routed hostname",
+    "dir.missing": "A bind-mount source directory is missing",
+    "dir.not-writable": "A bind-mount directory is not writable by its container user",
+    "network.missing": "An external network does not exist",
+    "port.in-use": "A published host port is already taken by another process",
+    "host.max-map-count": "vm.max_map_count is below what OpenSearch needs",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    severity: str
+    message: str
+    fix: str
+    service: str = ""
+    file: str = ""
+
+    def sort_key(self) -> tuple:
+        return (_SEVERITY_ORDER.get(self.severity, 9), self.id, self.service, self.file, self.message)
+
+
+def sort(findings: list[Finding]) -> list[Finding]:
+    unique = {f.sort_key(): f for f in findings}
+    return [unique[k] for k in sorted(unique)]
+
+
+def blocking(findings: list[Finding]) -> bool:
+    return any(f.severity == ERROR for f in findings)
+
+
+def to_json(findings: list[Finding]) -> str:
+    ordered = sort(findings)
+    doc = {
+        "ok": not blocking(ordered),
+        "errors": sum(f.severity == ERROR for f in ordered),
+        "warnings": sum(f.severity == WARNING for f in ordered),
+        "findings": [asdict(f) for f in ordered],
+    }
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def to_text(findings: list[Finding], title: str = "preflight") -> str:
+    ordered = sort(findings)
+    if not ordered:
+        return f"{title}: ok, nothing blocks boot\n"
+    lines = []
+    for f in ordered:
+        where = " ".join(x for x in (f"[{f.service}]" if f.service else "", f.file) if x)
+        lines.append(f"{f.severity.upper():7} {f.id:28} {where}".rstrip())
+        lines.append(f"        {f.message}")
+        lines.append(f"        fix: {f.fix}")
+    errors = sum(f.severity == ERROR for f in ordered)
+    warnings = len(ordered) - errors
+    verdict = "boot is blocked" if errors else "nothing blocks boot"
+    lines.append(f"{title}: {errors} error(s), {warnings} warning(s): {verdict}")
+    return "\n".join(lines) + "\n"

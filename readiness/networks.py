@@ -1,0 +1,42 @@
+"""External networks: Compose refuses to start when one is missing; we create it.
+
+REQ-BOOT-007: the stack declares its shared networks ``external: true`` (so ``compose down``
+never removes what other stacks use), and the toolkit creates them when missing.
+"""
+
+from __future__ import annotations
+
+from . import runner
+from .compose import Model
+from .errors import ToolkitError
+
+
+def external(model: Model) -> list[str]:
+    """Docker names of the external networks the rendered model uses, sorted."""
+    return sorted({str(n.get("name") or key) for key, n in model.networks.items() if n.get("external")})
+
+
+def existing() -> set[str]:
+    res = runner.run(["docker", "network", "ls", "--format", "{{.Name}}"], timeout=30)
+    if not res.ok:
+        raise ToolkitError(f"cannot list Docker networks: {res.stderr.strip()}",
+                           fix="start the Docker engine and check with `docker info`")
+    return {line.strip() for line in res.stdout.splitlines() if line.strip()}
+
+
+def ensure(model: Model) -> list[str]:
+    """Create every missing external network; returns the names created."""
+    wanted = external(model)
+    if not wanted:
+        return []
+    have = existing()
+    created = []
+    for name in wanted:
+        if name in have:
+            continue
+        res = runner.run(["docker", "network", "create", name], timeout=60)
+        if not res.ok and "already exists" not in res.stderr:
+            raise ToolkitError(f"cannot create network {name}: {res.stderr.strip()}",
+                               fix=f"docker network create {name}")
+        created.append(name)
+    return created

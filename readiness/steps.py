@@ -1,0 +1,146 @@
+"""The body of each task, as plain functions that print what they changed.
+
+``tasks.py`` is only the table of tasks and their ``pre=`` order; the work is here so that
+tests and the Nox sessions call exactly the same code. Every step is idempotent: a second
+run finds everything in place and says "nothing changed".
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from . import certs, compose, dirs, envfile, findings, networks, preflight, runner
+from . import secrets as secretslib
+from .compose import Model
+from .errors import ToolkitError
+
+_MODELS: dict[tuple[Path, bool], Model] = {}
+
+
+def project_dir() -> Path:
+    """The stack to work on: ``$READINESS_PROJECT_DIR`` or the repository root."""
+    env = os.environ.get("READINESS_PROJECT_DIR")
+    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
+
+
+def model(project: Path, *, tolerate_missing: bool = False) -> Model:
+    """The rendered model, loaded once per process (every task of a run shares it)."""
+    key = (project, tolerate_missing)
+    if key not in _MODELS:
+        if (project, False) in _MODELS:
+            return _MODELS[(project, False)]
+        _MODELS[key] = compose.load(project, tolerate_missing=tolerate_missing)
+    return _MODELS[key]
+
+
+def forget_model() -> None:
+    _MODELS.clear()
+
+
+def say(task: str, message: str) -> None:
+    print(f"{task}: {message}", flush=True)
+
+
+def env(project: Path) -> None:
+    result = envfile.ensure(project / ".env", project / ".env.example")
+    if result.created:
+        say("env", f"created .env from .env.example ({len(result.added)} variables)")
+    elif result.added:
+        say("env", f"added to .env from .env.example: {', '.join(result.added)}")
+    else:
+        say("env", ".env has every key of .env.example (nothing changed)")
+    forget_model()
+    m = model(project, tolerate_missing=True)
+    if m.missing_required:
+        raise ToolkitError(
+            f"required variable(s) unset or empty: {', '.join(m.missing_required)}",
+            where=str(project / ".env"),
+            fix="set them in .env (their comments in .env.example say what they are)",
+        )
+
+
+def secrets(project: Path) -> None:
+    m = model(project)
+    specs = secretslib.specs(m)
+    secretslib.refuse_tracked(project, sorted({s.path.parent for s in specs}))
+    changes = secretslib.ensure(m)
+    for ch in changes:
+        say("secrets", f"{m.relpath(ch.path)}: {ch.action}")
+    if not changes:
+        say("secrets", f"all {sum(1 for s in specs if not s.certificate)} secret files present (nothing changed)")
+
+
+def certificates(project: Path) -> None:
+    m = model(project)
+    paths = preflight.cert_paths(m)
+    if paths is None:
+        say("certs", "the stack declares no certificate secrets (nothing to do)")
+        return
+    secretslib.ensure_dirs([paths.cert, paths.key], [])
+    names = certs.required_names(m.all_routed_hosts)
+    changed, reasons = certs.ensure(paths, names)
+    if changed:
+        say("certs", f"generated {m.relpath(paths.cert)} for {len(names)} names: {'; '.join(reasons)}")
+    else:
+        say("certs", f"{m.relpath(paths.cert)} is valid for all {len(names)} names (nothing changed)")
+
+
+def data_dirs(project: Path) -> None:
+    m = model(project)
+    changes, problems = dirs.ensure(m)
+    for ch in changes:
+        say("dirs", f"{m.relpath(ch.path)}: {ch.action}")
+    if problems:
+        lines = [f"  {m.relpath(d.path)} ({d.service}): {why}\n    fix: {dirs.fix_command(d)}" for d, why in problems]
+        raise ToolkitError("some bind-mount directories cannot be used by their containers:\n" + "\n".join(lines),
+                           fix="run the commands above (or run `invoke dirs` as root), then `invoke dirs` again")
+    if not changes:
+        say("dirs", f"all {len(dirs.data_dirs(m))} data directories present (nothing changed)")
+
+
+def external_networks(project: Path) -> None:
+    m = model(project)
+    created = networks.ensure(m)
+    for name in created:
+        say("networks", f"created external network {name}")
+    if not created:
+        say("networks", f"all {len(networks.external(m))} external networks present (nothing changed)")
+
+
+def config(project: Path) -> None:
+    m = model(project)
+    if m.warnings:
+        raise ToolkitError("docker compose config printed warnings:\n" + "\n".join(f"  - {w}" for w in m.warnings),
+                           where=str(project / compose.COMPOSE_FILE),
+                           fix="fix each cause (an unset variable belongs in .env / .env.example)")
+    version = m.cli.version_text if m.cli else "?"
+    say("config", f"docker compose config: ok ({len(m.services)} services, Compose {version})")
+
+
+def lint(project: Path) -> None:
+    files = yaml_files(project)
+    res = runner.run(["yamllint", "--strict", "-f", "parsable", *map(str, files)], cwd=project)
+    if not res.ok:
+        raise ToolkitError("yamllint found problems:\n" + res.stdout.strip(), fix="fix the lines listed above")
+    say("lint", f"yamllint: {len(files)} YAML files clean")
+
+
+def yaml_files(project: Path) -> list[Path]:
+    """Every YAML file of the stack: the root file and everything under infra/."""
+    found = [project / compose.COMPOSE_FILE, project / ".yamllint"]
+    found += sorted(p for ext in ("*.yml", "*.yaml") for p in (project / "infra").rglob(ext))
+    return [p for p in found if p.is_file()]
+
+
+def run_preflight(project: Path, *, as_json: bool = False) -> int:
+    m = None
+    try:
+        m = model(project, tolerate_missing=True)
+    except ToolkitError:
+        m = None
+    result = preflight.run_checks(m, preflight.gather(m)) if m else preflight.preflight(project)
+    sys.stdout.write(findings.to_json(result) if as_json else findings.to_text(result))
+    sys.stdout.flush()
+    return 1 if findings.blocking(result) else 0

@@ -1,0 +1,99 @@
+"""Readiness tasks for the core stack (Invoke).
+
+    invoke bootstrap   # env -> secrets -> certs -> dirs -> networks -> config -> preflight
+    invoke up          # bootstrap, then docker compose up -d --wait
+    invoke health      # every service healthy, every endpoint answering
+
+Each task is a thin row: the work lives in ``readiness.steps``. Expected failures print one
+paragraph (what, where, fix) and exit non-zero; they never print a traceback or a secret.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from invoke import Exit, task
+
+from readiness import steps
+from readiness.errors import ToolkitError
+
+PROJECT = steps.project_dir()
+
+
+def guarded(fn):
+    """Turn a ToolkitError into its message and exit code instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ToolkitError as exc:
+            print(exc.render(), file=sys.stderr, flush=True)
+            raise Exit(code=exc.code) from None
+
+    return wrapper
+
+
+@task
+@guarded
+def env(c):
+    """Create .env from .env.example, or add the keys it lacks; never edits a value."""
+    steps.env(PROJECT)
+
+
+@task(pre=[env])
+@guarded
+def secrets(c):
+    """Create every missing file-backed secret (CSPRNG, atomic, never overwrites)."""
+    steps.secrets(PROJECT)
+
+
+@task(pre=[env])
+@guarded
+def certs(c):
+    """Create or renew the mkcert TLS pair in secrets/certs/ when it is not valid."""
+    steps.certificates(PROJECT)
+
+
+@task(pre=[env])
+@guarded
+def dirs(c):
+    """Create every bind-mount source directory with the owner its container needs."""
+    steps.data_dirs(PROJECT)
+
+
+@task(pre=[env])
+@guarded
+def networks(c):
+    """Create every external network the stack uses."""
+    steps.external_networks(PROJECT)
+
+
+@task
+@guarded
+def lint(c):
+    """yamllint (the repository's .yamllint) on every YAML file of the stack."""
+    steps.lint(PROJECT)
+
+
+@task(pre=[env])
+@guarded
+def config(c):
+    """docker compose config; any warning (an unset variable, say) is a failure."""
+    steps.config(PROJECT)
+
+
+@task(help={"json": "print findings as JSON"})
+@guarded
+def preflight(c, json=False):
+    """Read-only checks: exit 0 only when nothing blocks boot."""
+    code = steps.run_preflight(PROJECT, as_json=json)
+    if code:
+        raise Exit(code=code)
+
+
+@task(pre=[env, secrets, certs, dirs, networks, config, preflight])
+def bootstrap(c):
+    """Prepare every prerequisite of the stack, then prove it with preflight."""
+    steps.say("bootstrap", "done: the stack is ready to boot (`invoke up`)")
