@@ -106,8 +106,6 @@ class Model:
 
     project_dir: Path
     rendered: dict[str, Any]
-    raw: dict[str, Any]
-    variables: dict[str, Variable]
     warnings: list[str] = field(default_factory=list)
     cli: ComposeCLI | None = None
     missing_required: list[str] = field(default_factory=list)
@@ -232,28 +230,35 @@ def warnings_of(stderr: str) -> list[str]:
     return out
 
 
+def _base(cli_argv: tuple[str, ...], project_dir: Path) -> list[str]:
+    return [*cli_argv, "--project-directory", str(project_dir), "-f", str(project_dir / COMPOSE_FILE), "config"]
+
+
 def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: bool = False) -> Model:
-    """Render the stack once: interpolated model, raw model and variables, concurrently.
+    """Render the stack with one ``docker compose config`` call.
+
+    Speed matters (bootstrap runs on every ``invoke up``), so the fast path calls the
+    ``docker compose`` plugin directly and skips a separate version call: a Compose too old
+    for ``include:`` fails that render, and only then does :func:`detect_compose` run to
+    explain why (v1, too old, missing) or to fall back to a standalone v2 binary.
 
     With ``tolerate_missing`` (preflight), a required variable that is unset does not stop
     the rendering: it is filled with a placeholder for this one call and listed in
-    ``Model.missing_required``, so that every other check can still run.
+    ``Model.missing_required``, so every other check can still run.
     """
     project_dir = project_dir.resolve()
     if not (project_dir / COMPOSE_FILE).is_file():
         raise ToolkitError(f"no {COMPOSE_FILE} in {project_dir}", where=str(project_dir),
                            fix="run the task from the repository root, or set READINESS_PROJECT_DIR")
-    cli = cli or detect_compose()
-    base = [*cli.argv, "--project-directory", str(project_dir), "-f", str(project_dir / COMPOSE_FILE), "config"]
-    results = runner.run_many(
-        {
-            "rendered": [*base, "--format", "yaml"],
-            "raw": [*base, "--no-interpolate", "--format", "yaml"],
-            "variables": [*base, "--variables", "--format", "json"],
-        },
-        cwd=project_dir,
-    )
-    rendered = results["rendered"]
+    if cli is None and not runner.which("docker"):
+        cli = detect_compose()
+    argv = cli.argv if cli else ("docker", "compose")
+    base = _base(argv, project_dir)
+    rendered = runner.run([*base, "--format", "yaml"], cwd=project_dir)
+    if not rendered.ok and cli is None and not _is_model_error(rendered.stderr):
+        cli = detect_compose()  # raises a clear error for a missing, v1 or too-old Compose
+        base = _base(cli.argv, project_dir)
+        rendered = runner.run([*base, "--format", "yaml"], cwd=project_dir)
     missing: list[str] = []
     while not rendered.ok and tolerate_missing and len(missing) < 50:
         m = re.search(r"required variable (\w+) is missing a value", rendered.stderr)
@@ -266,26 +271,41 @@ def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: 
         raise config_error(rendered, project_dir)
     try:
         model_doc = yaml.load(rendered.stdout, Loader=_Loader) or {}
-        raw_doc = yaml.load(results["raw"].stdout, Loader=_Loader) or {} if results["raw"].ok else {}
-        variables_doc = json.loads(results["variables"].stdout or "{}") if results["variables"].ok else {}
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:  # pragma: no cover - Compose output is well-formed
+    except yaml.YAMLError as exc:  # pragma: no cover - Compose output is well-formed
         raise ToolkitError(f"cannot read the output of docker compose config: {exc}") from None
-    variables = {
-        name: Variable(name, bool(v.get("Required")), v.get("DefaultValue") or None)
-        for name, v in sorted(variables_doc.items())
-    }
-    model = Model(project_dir, model_doc, raw_doc, variables, warnings_of(rendered.stderr), cli)
+    model = Model(project_dir, model_doc, warnings_of(rendered.stderr), cli or ComposeCLI(argv, (0, 0, 0)))
     model.missing_required = sorted(missing)
     return model
 
 
-def service_files(project_dir: Path) -> dict[str, str]:
-    """Service -> the compose file (relative to the project) that defines it.
+def _is_model_error(stderr: str) -> bool:
+    """Whether a failed render was about the stack itself (so Compose itself works)."""
+    return any(marker in stderr for marker in (
+        "failed to parse", "validating ", "required variable", "error while interpolating",
+        "yaml:", "service ", "not found", "undefined", "no such file or directory",
+    )) and "is not a docker command" not in stderr
 
-    Compose's rendered model forgets where a service came from; findings name the file, so
-    the root file and its ``include:`` entries are read once with PyYAML (top-level keys only).
+
+def variables(model: Model) -> dict[str, Variable]:
+    """Every variable the stack references (``docker compose config --variables``)."""
+    assert model.cli is not None
+    res = runner.run([*_base(model.cli.argv, model.project_dir), "--variables", "--format", "json"],
+                     cwd=model.project_dir)
+    if not res.ok:
+        raise config_error(res, model.project_dir)
+    doc = json.loads(res.stdout or "{}")
+    return {name: Variable(name, bool(v.get("Required")), v.get("DefaultValue") or None)
+            for name, v in sorted(doc.items())}
+
+
+def raw_services(project_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Service -> (file relative to the project, its definition as written, uninterpolated).
+
+    Compose's rendered model forgets which file a service came from and has already
+    replaced ``$VAR``; findings about what the user *wrote* (an unescaped ``$VAR``) need
+    both, so the root file and its ``include:`` entries are read as text with PyYAML.
     """
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
     root = project_dir / COMPOSE_FILE
 
     def visit(path: Path, depth: int) -> None:
@@ -296,8 +316,8 @@ def service_files(project_dir: Path) -> dict[str, str]:
         if not isinstance(doc, dict):
             return
         rel = str(path.relative_to(project_dir)) if project_dir in path.parents else str(path)
-        for svc in doc.get("services") or {}:
-            out.setdefault(str(svc), rel)
+        for svc, spec in (doc.get("services") or {}).items():
+            out.setdefault(str(svc), (rel, spec if isinstance(spec, dict) else {}))
         for item in doc.get("include") or [] if depth < 5 else []:
             paths = item.get("path") if isinstance(item, dict) else item
             for p in paths if isinstance(paths, list) else [paths]:

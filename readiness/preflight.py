@@ -174,7 +174,8 @@ def check_certs(model: Model) -> list[Finding]:
     if missing:
         return [Finding("cert.missing", ERROR, f"missing: {', '.join(missing)}",
                         "run `invoke certs` (mkcert)", "", model.relpath(paths.cert.parent))]
-    reasons = certs.problems(paths, certs.required_names(model.all_routed_hosts))
+    hosts = [h for h in model.all_routed_hosts if compose.PLACEHOLDER not in h]  # env.required-unset says why
+    reasons = certs.problems(paths, certs.required_names(hosts))
     if reasons:
         return [Finding("cert.invalid", ERROR, "; ".join(reasons),
                         "run `invoke certs` (it regenerates the pair and keeps a backup)", "",
@@ -281,10 +282,10 @@ def _strings(value) -> list[str]:
     return []
 
 
-def check_dollars(model: Model, facts: Facts, files: dict[str, str]) -> list[Finding]:
+def check_dollars(raw: dict[str, tuple[str, dict]], facts: Facts) -> list[Finding]:
     declared = set(facts.example.keys()) if facts.example else set()
     out = []
-    for svc, spec in sorted((model.raw.get("services") or {}).items()):
+    for svc, (file, spec) in sorted(raw.items()):
         fields = {"command": spec.get("command"), "entrypoint": spec.get("entrypoint"),
                   "healthcheck": (spec.get("healthcheck") or {}).get("test")}
         for field_name, value in fields.items():
@@ -296,7 +297,7 @@ def check_dollars(model: Model, facts: Facts, files: dict[str, str]) -> list[Fin
                                        f"{field_name} uses ${name}, which Compose interpolates (it is blanked "
                                        "when unset)", f"write $${name} for the container's shell, or "
                                        f"declare {name} in .env.example and use ${{{name}:-default}}",
-                                       svc, files.get(svc, "")))
+                                       svc, file))
     return out
 
 
@@ -330,9 +331,9 @@ def check_sysctl(model: Model, facts: Facts) -> list[Finding]:
 
 
 def run_checks(model: Model, facts: Facts) -> list[Finding]:
-    files = compose.service_files(model.project_dir)
+    raw = compose.raw_services(model.project_dir)
+    files = {svc: file for svc, (file, _) in raw.items()}
     findings = check_engine(facts)
-    findings += check_compose_warnings(model)
     findings += check_env(model, facts)
     findings += check_example_credentials(facts)
     findings += check_secrets(model, facts)
@@ -340,9 +341,14 @@ def run_checks(model: Model, facts: Facts) -> list[Finding]:
     findings += check_dirs(model)
     findings += check_networks(model, facts)
     findings += check_ports(model, facts)
-    findings += check_dollars(model, facts, files)
+    dollars = check_dollars(raw, facts)
+    findings += dollars
     findings += check_images(model, files)
     findings += check_sysctl(model, facts)
+    # Compose also warns about a variable the $-check already reports: say it once.
+    reported = {re.search(r"uses \$(\w+)", f.message).group(1) for f in dollars}
+    findings += [f for f in check_compose_warnings(model)
+                 if not any(f'"{name}" variable is not set' in f.message for name in reported)]
     return findings
 
 

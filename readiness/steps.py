@@ -16,7 +16,7 @@ from . import secrets as secretslib
 from .compose import Model
 from .errors import ToolkitError
 
-_MODELS: dict[tuple[Path, bool], Model] = {}
+_MODELS: dict[Path, Model] = {}
 
 
 def project_dir() -> Path:
@@ -27,12 +27,10 @@ def project_dir() -> Path:
 
 def model(project: Path, *, tolerate_missing: bool = False) -> Model:
     """The rendered model, loaded once per process (every task of a run shares it)."""
-    key = (project, tolerate_missing)
-    if key not in _MODELS:
-        if (project, False) in _MODELS:
-            return _MODELS[(project, False)]
-        _MODELS[key] = compose.load(project, tolerate_missing=tolerate_missing)
-    return _MODELS[key]
+    cached = _MODELS.get(project)
+    if cached is None or (cached.missing_required and not tolerate_missing):
+        cached = _MODELS[project] = compose.load(project, tolerate_missing=tolerate_missing)
+    return cached
 
 
 def forget_model() -> None:
@@ -115,8 +113,7 @@ def config(project: Path) -> None:
         raise ToolkitError("docker compose config printed warnings:\n" + "\n".join(f"  - {w}" for w in m.warnings),
                            where=str(project / compose.COMPOSE_FILE),
                            fix="fix each cause (an unset variable belongs in .env / .env.example)")
-    version = m.cli.version_text if m.cli else "?"
-    say("config", f"docker compose config: ok ({len(m.services)} services, Compose {version})")
+    say("config", f"docker compose config: ok, no warning ({len(m.services)} services)")
 
 
 def lint(project: Path) -> None:
