@@ -1,0 +1,88 @@
+"""Nox sessions: the same tasks as ``tasks.py``, in isolated environments, for CI.
+
+    nox                      # fast checks and the tests: lint, config, tests
+    nox -s validate          # yamllint + docker compose config + preflight (CI mode)
+    nox -s e2e               # boots the real compose file with locally built images
+
+Sessions call ``invoke`` (one implementation); they never re-implement a check.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import nox
+
+nox.needs_version = ">=2024.4.15"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "config", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def install(session: nox.Session, extras: str = "test") -> None:
+    session.install("-e", f".[{extras}]")
+
+
+def require_tool(session: nox.Session, name: str) -> bool:
+    """In CI a missing tool fails the session; locally it is skipped with a warning."""
+    if shutil.which(name):
+        return True
+    if CI:
+        session.error(f"{name} is required in CI (.ci/run installs it)")
+    session.warn(f"{name} not found: skipping its check (install it to run it locally)")
+    return False
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """yamllint on every YAML file of the stack, and ruff on the toolkit."""
+    install(session, "test,dev")
+    session.run("invoke", "lint")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def config(session: nox.Session) -> None:
+    """docker compose config with a .env from .env.example; any warning fails."""
+    install(session)
+    session.run("invoke", "config")
+
+
+@nox.session
+def validate(session: nox.Session) -> None:
+    """yamllint + docker compose config + preflight, after generating throwaway prerequisites.
+
+    CI mode: secrets and certificates are generated into their git-ignored paths (with a
+    throwaway mkcert CA), so the checks run on exactly what a contributor would boot.
+    """
+    install(session)
+    env = {}
+    if CI:
+        env["CAROOT"] = os.environ.get("CAROOT") or tempfile.mkdtemp(prefix="ci-mkcert-")
+    session.run("invoke", "lint", env=env)
+    session.run("invoke", "bootstrap", env=env)
+    session.run("invoke", "preflight", "--json", env=env)
+    if require_tool(session, "promtool"):
+        session.run("promtool", "check", "config", "infra/06-observability/prometheus/prometheus.yml",
+                    external=True)
+    if require_tool(session, "amtool"):
+        session.run("amtool", "check-config", "infra/06-observability/alertmanager/alertmanager.yml",
+                    external=True)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite against the real Docker engine (everything but the e2e boot)."""
+    install(session)
+    session.run("pytest", "-m", "not e2e", *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Boot the repository's compose file with locally built stand-in images and prove it."""
+    install(session, "test,e2e")
+    session.run("pytest", "-m", "e2e", "-x", *session.posargs)
