@@ -140,6 +140,8 @@ def problems(
         return reasons
 
     chain_ctx = _client_context(cafile=paths.ca) if ca_info is not None else None
+    if ca_info is not None and chain_ctx is None:
+        reasons.append(f"{ca_name} is not a PEM certificate")
     self_ctx: ssl.SSLContext | None = None  # trusts cert.pem itself: hostname checks only
     chain_broken = False
     uncovered: list[str] = []
