@@ -97,3 +97,45 @@ def preflight(c, json=False):
 def bootstrap(c):
     """Prepare every prerequisite of the stack, then prove it with preflight."""
     steps.say("bootstrap", "done: the stack is ready to boot (`invoke up`)")
+
+
+@task(pre=[bootstrap], help={"timeout": "seconds to wait for every service to be healthy"})
+@guarded
+def up(c, timeout=600):
+    """Bootstrap, then docker compose up -d --wait; on failure, say which service and why."""
+    steps.up(PROJECT, int(timeout))
+
+
+@task(help={"json": "print checks as JSON", "wait": "retry until every check passes or --timeout",
+            "timeout": "seconds to wait with --wait", "interval": "longest pause between attempts (s)"})
+@guarded
+def health(c, json=False, wait=False, timeout=120, interval=0.5):
+    """Containers healthy and every endpoint answering (HTTPS through Traefik, TCP)."""
+    code = steps.run_health(PROJECT, as_json=json, wait=wait, timeout=float(timeout), interval=float(interval))
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"volumes": "also remove named volumes (data in bind-mounted dirs is never removed)"})
+@guarded
+def down(c, volumes=False):
+    """Stop and remove the stack's containers; keeps data and secrets."""
+    steps.down(PROJECT, volumes)
+
+
+@task
+@guarded
+def status(c):
+    """State and health of every service's container."""
+    code = steps.status(PROJECT)
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"tail": "lines per service", "follow": "keep streaming"})
+@guarded
+def logs(c, service="", tail=100, follow=False):
+    """Logs of one service (or all): invoke logs SERVICE."""
+    code = steps.logs(PROJECT, service, int(tail), follow)
+    if code:
+        raise Exit(code=code)

@@ -102,3 +102,15 @@ def run_many(commands: Mapping[str, Sequence[str]], **kwargs) -> dict[str, Resul
     with ThreadPoolExecutor(max_workers=len(commands)) as pool:
         futures = {k: pool.submit(run, v, **kwargs) for k, v in commands.items()}
         return {k: f.result() for k, f in futures.items()}
+
+
+def stream(args: Sequence[str], *, cwd: str | Path | None = None) -> int:
+    """Run ``args`` with the terminal's stdout/stderr (for ``invoke logs``); returns its exit code."""
+    try:
+        return subprocess.run(list(args), cwd=cwd, stdin=subprocess.DEVNULL, check=False).returncode
+    except FileNotFoundError:
+        program = Path(args[0]).name
+        raise ToolkitError(f"`{program}` is not installed or not on PATH",
+                           fix=INSTALL_HINTS.get(program, f"install {program}"), code=127) from None
+    except KeyboardInterrupt:
+        return 130

@@ -141,3 +141,47 @@ def run_preflight(project: Path, *, as_json: bool = False) -> int:
     sys.stdout.write(findings.to_json(result) if as_json else findings.to_text(result))
     sys.stdout.flush()
     return 1 if findings.blocking(result) else 0
+
+
+def up(project: Path, timeout: int) -> None:
+    from . import boot
+
+    m = model(project)
+    say("up", f"docker compose up -d --wait (timeout {timeout} s) ...")
+    boot.up(m, timeout)
+    say("up", f"all {len(m.services)} services are up and healthy (`invoke health` probes the endpoints)")
+
+
+def run_health(project: Path, *, as_json: bool, wait: bool, timeout: float, interval: float) -> int:
+    from . import health
+
+    m = model(project)
+    paths = preflight.cert_paths(m)
+    ca = paths.ca if paths else project / "secrets" / "certs" / "rootCA.pem"
+    checks = health.check(m, ca, wait=wait, timeout=timeout, interval=interval)
+    sys.stdout.write(health.to_json(checks) if as_json else health.to_text(checks))
+    sys.stdout.flush()
+    return 0 if checks and all(c.ok for c in checks) else 1
+
+
+def down(project: Path, volumes: bool) -> None:
+    from . import boot
+
+    boot.down(model(project), volumes)
+    kept = "" if volumes else "; data, secrets and named volumes kept"
+    say("down", f"stack stopped and removed{kept}")
+
+
+def status(project: Path) -> int:
+    from . import health
+
+    m = model(project)
+    checks = health.container_checks(m, health.ps(m))
+    sys.stdout.write(health.to_text(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def logs(project: Path, service: str, tail: int, follow: bool) -> int:
+    from . import boot
+
+    return boot.logs(model(project), service, tail, follow)

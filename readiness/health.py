@@ -1,0 +1,265 @@
+"""Is the stack healthy? Two layers, probed concurrently, each failure with its reason.
+
+1. Containers: state and Docker health of every service (``docker compose ps --format json``),
+   with the last healthcheck output when one is unhealthy.
+2. Endpoints, from the host as a user reaches them: each HTTP service through Traefik at
+   ``https://<Host() of its router><x-readiness.health.path>``, TLS verified against
+   ``rootCA.pem``, with the name pinned to 127.0.0.1 inside the client (so ``*.localhost``
+   need not resolve on the host); TCP services at their published 127.0.0.1 port.
+
+``wait`` retries (tenacity, bounded by a timeout) until every check passes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import runner
+from .compose import Model
+from .errors import ToolkitError
+
+
+@dataclass(frozen=True)
+class Check:
+    service: str
+    kind: str  # container | https | tcp
+    target: str
+    ok: bool
+    detail: str
+
+    def sort_key(self) -> tuple:
+        return (self.service, {"container": 0, "https": 1, "tcp": 2}.get(self.kind, 9), self.target)
+
+
+# ------------------------------------------------------------------ containers
+
+
+def ps(model: Model) -> list[dict]:
+    """Containers of the project as Compose reports them (all states)."""
+    assert model.cli is not None
+    res = runner.run([*model.cli.argv, "--project-directory", str(model.project_dir), "-f",
+                      str(model.project_dir / "docker-compose.yml"), "ps", "--all", "--format", "json"],
+                     cwd=model.project_dir, timeout=60)
+    if not res.ok:
+        raise ToolkitError(f"docker compose ps failed: {res.stderr.strip()}",
+                           fix="check that the Docker engine runs (`docker info`)")
+    text = res.stdout.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def last_health_output(container: str) -> str:
+    res = runner.run(["docker", "inspect", "--format", "{{json .State.Health}}", container], timeout=30)
+    if not res.ok:
+        return ""
+    try:
+        log = (json.loads(res.stdout) or {}).get("Log") or []
+    except json.JSONDecodeError:
+        return ""
+    if not log:
+        return ""
+    last = log[-1]
+    output = " ".join(str(last.get("Output", "")).split())
+    return f"exit {last.get('ExitCode')}: {output[:300]}"
+
+
+def one_shot(model: Model, service: str) -> bool:
+    """A service meant to run once and exit 0: another service waits for it to complete."""
+    for spec in model.services.values():
+        dep = (spec.get("depends_on") or {}).get(service) if isinstance(spec.get("depends_on"), dict) else None
+        if isinstance(dep, dict) and dep.get("condition") == "service_completed_successfully":
+            return True
+    return False
+
+
+def container_checks(model: Model, containers: list[dict]) -> list[Check]:
+    by_service: dict[str, dict] = {}
+    for c in containers:
+        by_service.setdefault(c.get("Service", ""), c)
+    out = []
+    for svc in sorted(model.services):
+        c = by_service.get(svc)
+        if c is None:
+            out.append(Check(svc, "container", svc, False, "no container (not started: run `invoke up`)"))
+            continue
+        state, health = c.get("State", ""), c.get("Health", "")
+        name = c.get("Name", svc)
+        if one_shot(model, svc):
+            ok = state == "exited" and int(c.get("ExitCode", 1)) == 0
+            detail = "completed" if ok else f"{state}, exit code {c.get('ExitCode')}"
+        elif state != "running":
+            ok, detail = False, f"container {state}" + (f", exit code {c.get('ExitCode')}" if state == "exited" else "")
+        elif health in ("", None):
+            ok, detail = True, "running (no healthcheck)"
+        elif health == "healthy":
+            ok, detail = True, "healthy"
+        else:
+            ok = False
+            detail = f"container {health}"
+            output = last_health_output(name) if health == "unhealthy" else ""
+            if output:
+                detail += f" (last healthcheck {output})"
+        out.append(Check(svc, "container", name, ok, detail))
+    return out
+
+
+# ------------------------------------------------------------------ endpoints
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    service: str
+    kind: str  # https | tcp
+    host: str
+    port: int
+    path: str = "/"
+    expect: tuple[int, ...] = (200,)
+
+    @property
+    def target(self) -> str:
+        return f"https://{self.host}:{self.port}{self.path}" if self.kind == "https" else f"{self.host}:{self.port}"
+
+
+def published_port(model: Model, service: str, container_port: int) -> tuple[str, int] | None:
+    for p in model.services.get(service, {}).get("ports") or []:
+        if isinstance(p, dict) and int(p.get("target", 0)) == container_port and str(p.get("published", "")).isdigit():
+            host = p.get("host_ip") or "127.0.0.1"
+            return ("127.0.0.1" if host in ("0.0.0.0", "::") else host), int(p["published"])
+    return None
+
+
+def https_port(model: Model) -> int:
+    """The host port of Traefik's websecure entrypoint (container port 443)."""
+    for svc in model.services:
+        found = published_port(model, svc, 443)
+        if found:
+            return found[1]
+    return 443
+
+
+def endpoints(model: Model) -> list[Endpoint]:
+    out = []
+    port443 = https_port(model)
+    for svc in sorted(model.services):
+        spec = model.x(svc).get("health") or {}
+        if "path" in spec:
+            expect = tuple(int(s) for s in spec.get("expect", [200]))
+            for host in model.routed_hosts.get(svc, [])[:1]:
+                out.append(Endpoint(svc, "https", host, port443, str(spec["path"]), expect))
+        if "tcp" in spec:
+            found = published_port(model, svc, int(spec["tcp"]))
+            if found:
+                out.append(Endpoint(svc, "tcp", found[0], found[1]))
+    return out
+
+
+def _https_session(hostname: str, ca: Path):
+    """A requests session that connects to 127.0.0.1 but speaks TLS to ``hostname``."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    class PinnedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["server_hostname"] = hostname
+            kwargs["assert_hostname"] = hostname
+            super().init_poolmanager(*args, **kwargs)
+
+    session = requests.Session()
+    session.mount("https://", PinnedAdapter(max_retries=0))
+    session.verify = str(ca)
+    session.trust_env = False  # a proxy variable must not divert a loopback probe
+    return session
+
+
+def probe(ep: Endpoint, ca: Path, timeout: float = 5.0) -> Check:
+    if ep.kind == "tcp":
+        try:
+            with socket.create_connection((ep.host, ep.port), timeout=timeout):
+                return Check(ep.service, "tcp", ep.target, True, "accepting connections")
+        except OSError as exc:
+            return Check(ep.service, "tcp", ep.target, False, f"connection failed: {exc.strerror or exc}")
+    import requests
+
+    try:
+        session = _https_session(ep.host, ca)
+        resp = session.get(f"https://127.0.0.1:{ep.port}{ep.path}", headers={"Host": ep.host},
+                           timeout=timeout, allow_redirects=False)
+    except requests.exceptions.SSLError as exc:
+        return Check(ep.service, "https", ep.target, False, f"TLS error: {_short(exc)}")
+    except requests.exceptions.ConnectionError as exc:
+        return Check(ep.service, "https", ep.target, False, f"connection refused or reset: {_short(exc)}")
+    except requests.exceptions.Timeout:
+        return Check(ep.service, "https", ep.target, False, f"no answer within {timeout:.0f} s")
+    except OSError as exc:
+        return Check(ep.service, "https", ep.target, False, f"cannot probe: {exc}")
+    if resp.status_code in ep.expect:
+        return Check(ep.service, "https", ep.target, True, f"HTTP {resp.status_code}")
+    return Check(ep.service, "https", ep.target, False,
+                 f"HTTP {resp.status_code} (expected {', '.join(map(str, ep.expect))})")
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("certificate verify failed", "Connection refused", "hostname mismatch", "Name or service"):
+        if marker in text:
+            start = text.find(marker)
+            return text[start:start + 120].split("'")[0].rstrip(" ()\"")
+    return text[:160]
+
+
+# ------------------------------------------------------------------ together
+
+
+def check_once(model: Model, ca: Path) -> list[Check]:
+    eps = endpoints(model)
+    with ThreadPoolExecutor(max_workers=max(2, len(eps) + 1)) as pool:
+        containers = pool.submit(ps, model)
+        probes = [pool.submit(probe, ep, ca) for ep in eps]
+        checks = container_checks(model, containers.result())
+        checks += [f.result() for f in probes]
+    return sorted(checks, key=Check.sort_key)
+
+
+def check(model: Model, ca: Path, *, wait: bool = False, timeout: float = 120.0, interval: float = 0.5,
+          on_attempt: Callable[[list[Check]], None] | None = None) -> list[Check]:
+    """All checks; with ``wait``, retried with backoff (capped at ``interval``) until they pass."""
+    if not wait:
+        return check_once(model, ca)
+    from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_exponential
+
+    @retry(retry=retry_if_result(lambda checks: not all(c.ok for c in checks)),
+           wait=wait_exponential(multiplier=0.05, max=interval), stop=stop_after_delay(timeout))
+    def attempt() -> list[Check]:
+        checks = check_once(model, ca)
+        if on_attempt:
+            on_attempt(checks)
+        return checks
+
+    try:
+        return attempt()
+    except RetryError as exc:
+        return exc.last_attempt.result()
+
+
+def to_text(checks: list[Check]) -> str:
+    width = max([len(c.service) for c in checks] + [7])
+    lines = [f"{'SERVICE':{width}}  {'CHECK':9}  {'STATUS':9}  DETAIL"]
+    for c in checks:
+        status = "healthy" if c.ok else "UNHEALTHY"
+        lines.append(f"{c.service:{width}}  {c.kind:9}  {status:9}  {c.target}: {c.detail}")
+    bad = sum(not c.ok for c in checks)
+    lines.append(f"health: {len(checks) - bad}/{len(checks)} checks pass" + ("" if not bad else f", {bad} failing"))
+    return "\n".join(lines) + "\n"
+
+
+def to_json(checks: list[Check]) -> str:
+    return json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]},
+                      indent=2, sort_keys=True) + "\n"
