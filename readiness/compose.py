@@ -159,17 +159,21 @@ class Model:
             return str(p)
 
     @cached_property
-    def routed_hosts(self) -> dict[str, list[str]]:
-        """Service -> hostnames of its Traefik routers (from ``Host(`...`)`` rules)."""
-        out: dict[str, list[str]] = {}
+    def routers(self) -> dict[str, dict[str, list[str]]]:
+        """Service -> Traefik router name -> hostnames of its ``Host(`...`)`` rule."""
+        out: dict[str, dict[str, list[str]]] = {}
         for svc, spec in sorted(self.services.items()):
-            hosts: set[str] = set()
-            for key, value in (spec.get("labels") or {}).items():
-                if key.startswith("traefik.http.routers.") and key.endswith(".rule"):
-                    hosts.update(re.findall(r"Host\(\s*`([^`]+)`", str(value)))
-            if hosts:
-                out[svc] = sorted(hosts)
+            for key, value in sorted((spec.get("labels") or {}).items()):
+                m = re.fullmatch(r"traefik\.http\.routers\.([^.]+)\.rule", key)
+                hosts = re.findall(r"Host\(\s*`([^`]+)`", str(value)) if m else []
+                if hosts:
+                    out.setdefault(svc, {})[m.group(1)] = sorted(set(hosts))
         return out
+
+    @property
+    def routed_hosts(self) -> dict[str, list[str]]:
+        """Service -> every hostname its Traefik routers answer."""
+        return {svc: sorted({h for hosts in r.values() for h in hosts}) for svc, r in self.routers.items()}
 
     @property
     def all_routed_hosts(self) -> list[str]:

@@ -98,11 +98,12 @@ def ensure(model: Model) -> tuple[list[DirChange], list[tuple[DataDir, str]]]:
         except ToolkitError as exc:
             problems.append((d, exc.message))
             continue
-        changes.append(DirChange(d.path, f"created (mode {d.mode:04o})"))
+        owner = ""
         if d.owner and ownership_matters() and (os.getuid(), os.getgid()) != d.owner:
             if is_root:
                 os.chown(d.path, *d.owner)
-                changes.append(DirChange(d.path, f"owner set to {d.owner[0]}:{d.owner[1]}"))
+                owner = f"owner {d.owner[0]}:{d.owner[1]}, "
             elif not writable_by(d.path, *d.owner):
                 problems.append((d, f"needs owner {d.owner[0]}:{d.owner[1]} and only root can chown"))
+        changes.append(DirChange(d.path, f"created ({owner}mode {d.mode:04o})"))
     return changes, problems

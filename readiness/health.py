@@ -152,7 +152,9 @@ def endpoints(model: Model) -> list[Endpoint]:
         spec = model.x(svc).get("health") or {}
         if "path" in spec:
             expect = tuple(int(s) for s in spec.get("expect", [200]))
-            for host in model.routed_hosts.get(svc, [])[:1]:
+            routers = model.routers.get(svc, {})
+            hosts = routers.get(spec["router"], []) if "router" in spec else model.routed_hosts.get(svc, [])
+            for host in hosts[:1]:
                 out.append(Endpoint(svc, "https", host, port443, str(spec["path"]), expect))
         if "tcp" in spec:
             found = published_port(model, svc, int(spec["tcp"]))
