@@ -7,15 +7,14 @@ just Compose's "dependency failed to start".
 
 from __future__ import annotations
 
-from . import health, runner
+from . import compose, health, runner
 from .compose import Model
 from .errors import ToolkitError
 
 
 def _compose(model: Model, *args: str) -> list[str]:
     assert model.cli is not None
-    return [*model.cli.argv, "--project-directory", str(model.project_dir), "-f",
-            str(model.project_dir / "docker-compose.yml"), *args]
+    return compose.command(model.cli.argv, model.project_dir, *args)
 
 
 def engine_hint(stderr: str) -> str | None:

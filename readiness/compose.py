@@ -13,6 +13,7 @@ secrets from the interpolated JSON output; its YAML output keeps them.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -234,8 +235,27 @@ def warnings_of(stderr: str) -> list[str]:
     return out
 
 
+EXTRA_FILES_ENV = "READINESS_EXTRA_COMPOSE_FILES"
+
+
+def compose_files(project_dir: Path) -> list[Path]:
+    """The root compose file, then any extra files from ``$READINESS_EXTRA_COMPOSE_FILES``.
+
+    The extra files (``os.pathsep``-separated, relative to the project) are overrides, as
+    ``docker compose -f a -f b`` merges them; the end-to-end suite uses one to swap images.
+    """
+    extra = [p for p in os.environ.get(EXTRA_FILES_ENV, "").split(os.pathsep) if p.strip()]
+    return [project_dir / COMPOSE_FILE, *((project_dir / p).resolve() for p in extra)]
+
+
+def command(cli_argv: tuple[str, ...], project_dir: Path, *args: str) -> list[str]:
+    """A ``docker compose`` command line for this project (the only place that builds one)."""
+    files = [arg for f in compose_files(project_dir) for arg in ("-f", str(f))]
+    return [*cli_argv, "--project-directory", str(project_dir), *files, *args]
+
+
 def _base(cli_argv: tuple[str, ...], project_dir: Path) -> list[str]:
-    return [*cli_argv, "--project-directory", str(project_dir), "-f", str(project_dir / COMPOSE_FILE), "config"]
+    return command(cli_argv, project_dir, "config")
 
 
 def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: bool = False) -> Model:

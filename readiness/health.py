@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import runner
+from . import compose, runner
 from .compose import Model
 from .errors import ToolkitError
 
@@ -42,8 +42,7 @@ class Check:
 def ps(model: Model) -> list[dict]:
     """Containers of the project as Compose reports them (all states)."""
     assert model.cli is not None
-    res = runner.run([*model.cli.argv, "--project-directory", str(model.project_dir), "-f",
-                      str(model.project_dir / "docker-compose.yml"), "ps", "--all", "--format", "json"],
+    res = runner.run(compose.command(model.cli.argv, model.project_dir, "ps", "--all", "--format", "json"),
                      cwd=model.project_dir, timeout=60)
     if not res.ok:
         raise ToolkitError(f"docker compose ps failed: {res.stderr.strip()}",
