@@ -84,3 +84,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_NOT_COPIED = {".git", ".nox", ".venv", "data", ".pytest_cache", ".ruff_cache", ".benchmarks", ".hypothesis",
+               "__pycache__", ".env", ".readiness"}
+
+
+def copy_repo(dest: Path) -> Path:
+    """The working tree as a fresh clone would have it: no .env, no secrets, no data."""
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n in _NOT_COPIED or n.endswith(".egg-info")}
+        rel = Path(directory).resolve().relative_to(REPO)
+        if rel.parts[:1] == ("secrets",):
+            skipped |= {n for n in names if n not in ("README.md", ".gitkeep", "certs")}
+        return skipped
+
+    shutil.copytree(REPO, dest, ignore=ignore)
+    return dest
+
+
+@pytest.fixture
+def repo(tmp_path: Path, docker) -> Path:
+    """A fresh copy of this repository's stack, with its own network names."""
+    dest = copy_repo(tmp_path / "repo")
+    suffix = uuid.uuid4().hex[:8]
+    example = dest / ".env.example"
+    text = example.read_text()
+    text = text.replace("EDGE_NETWORK=infra_edge", f"EDGE_NETWORK=readiness-test-edge-{suffix}")
+    text = text.replace("DB_NETWORK=infra_db", f"DB_NETWORK=readiness-test-db-{suffix}")
+    example.write_text(text)
+    yield dest
+    subprocess.run(["docker", "network", "rm", f"readiness-test-edge-{suffix}"], capture_output=True)
