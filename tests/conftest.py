@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,8 @@ def repo(tmp_path: Path, docker) -> Path:
     text = example.read_text()
     text = text.replace("EDGE_NETWORK=infra_edge", f"EDGE_NETWORK=readiness-test-edge-{suffix}")
     text = text.replace("DB_NETWORK=infra_db", f"DB_NETWORK=readiness-test-db-{suffix}")
+    for var in ("HTTP_PORT", "HTTPS_PORT", "POSTGRES_PORT", "VALKEY_PORT"):  # never collide with the host's
+        text = re.sub(rf"^{var}=\d+$", f"{var}={free_port()}", text, flags=re.M)
     example.write_text(text)
     yield dest
     subprocess.run(["docker", "network", "rm", f"readiness-test-edge-{suffix}"], capture_output=True)
