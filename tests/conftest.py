@@ -105,17 +105,24 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture
-def repo(tmp_path: Path, docker) -> Path:
-    """A fresh copy of this repository's stack, with its own network names."""
-    dest = copy_repo(tmp_path / "repo")
+def isolated_repo_copy(dest: Path) -> tuple[Path, list[str]]:
+    """A fresh copy with its own network names and free host ports; returns (copy, networks)."""
+    copy_repo(dest)
     suffix = uuid.uuid4().hex[:8]
+    edge, db = f"readiness-test-edge-{suffix}", f"readiness-test-db-{suffix}"
     example = dest / ".env.example"
     text = example.read_text()
-    text = text.replace("EDGE_NETWORK=infra_edge", f"EDGE_NETWORK=readiness-test-edge-{suffix}")
-    text = text.replace("DB_NETWORK=infra_db", f"DB_NETWORK=readiness-test-db-{suffix}")
+    text = text.replace("EDGE_NETWORK=infra_edge", f"EDGE_NETWORK={edge}")
+    text = text.replace("DB_NETWORK=infra_db", f"DB_NETWORK={db}")
     for var in ("HTTP_PORT", "HTTPS_PORT", "POSTGRES_PORT", "VALKEY_PORT"):  # never collide with the host's
         text = re.sub(rf"^{var}=\d+$", f"{var}={free_port()}", text, flags=re.M)
     example.write_text(text)
+    return dest, [edge, db]
+
+
+@pytest.fixture
+def repo(tmp_path: Path, docker) -> Path:
+    """A fresh copy of this repository's stack, with its own network names and ports."""
+    dest, nets = isolated_repo_copy(tmp_path / "repo")
     yield dest
-    subprocess.run(["docker", "network", "rm", f"readiness-test-edge-{suffix}"], capture_output=True)
+    subprocess.run(["docker", "network", "rm", *nets], capture_output=True)
