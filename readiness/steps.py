@@ -41,6 +41,14 @@ def say(task: str, message: str) -> None:
     print(f"{task}: {message}", flush=True)
 
 
+def report(task: str, changes: list[str], unchanged: str) -> None:
+    """One line per change, or one line saying that nothing changed (idempotent reruns)."""
+    for line in changes:
+        say(task, line)
+    if not changes:
+        say(task, f"{unchanged} (nothing changed)")
+
+
 def env(project: Path) -> None:
     result = envfile.ensure(project / ".env", project / ".env.example")
     if result.created:
@@ -64,10 +72,8 @@ def secrets(project: Path) -> None:
     specs = secretslib.specs(m)
     secretslib.refuse_tracked(project, sorted({s.path.parent for s in specs}))
     changes = secretslib.ensure(m)
-    for ch in changes:
-        say("secrets", f"{m.relpath(ch.path)}: {ch.action}")
-    if not changes:
-        say("secrets", f"all {sum(1 for s in specs if not s.certificate)} secret files present (nothing changed)")
+    report("secrets", [f"{m.relpath(ch.path)}: {ch.action}" for ch in changes],
+           f"all {sum(1 for s in specs if not s.certificate)} secret files present")
 
 
 def certificates(project: Path) -> None:
@@ -88,23 +94,19 @@ def certificates(project: Path) -> None:
 def data_dirs(project: Path) -> None:
     m = model(project)
     changes, problems = dirs.ensure(m)
-    for ch in changes:
-        say("dirs", f"{m.relpath(ch.path)}: {ch.action}")
+    report("dirs", [f"{m.relpath(ch.path)}: {ch.action}" for ch in changes],
+           f"all {len(dirs.data_dirs(m))} data directories present")
     if problems:
         lines = [f"  {m.relpath(d.path)} ({d.service}): {why}\n    fix: {dirs.fix_command(d)}" for d, why in problems]
         raise ToolkitError("some bind-mount directories cannot be used by their containers:\n" + "\n".join(lines),
                            fix="run the commands above (or run `invoke dirs` as root), then `invoke dirs` again")
-    if not changes:
-        say("dirs", f"all {len(dirs.data_dirs(m))} data directories present (nothing changed)")
 
 
 def external_networks(project: Path) -> None:
     m = model(project)
     created = networks.ensure(m)
-    for name in created:
-        say("networks", f"created external network {name}")
-    if not created:
-        say("networks", f"all {len(networks.external(m))} external networks present (nothing changed)")
+    report("networks", [f"created external network {name}" for name in created],
+           f"all {len(networks.external(m))} external networks present")
 
 
 def config(project: Path) -> None:
