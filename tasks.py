@@ -132,10 +132,11 @@ def status(c):
         raise Exit(code=code)
 
 
-@task(help={"tail": "lines per service", "follow": "keep streaming"})
+@task(help={"service": "the service, or `all`", "tail": "lines per service",
+                                    "follow": "keep streaming"})
 @guarded
-def logs(c, service="", tail=100, follow=False):
-    """Logs of one service (or all): invoke logs SERVICE."""
+def logs(c, service, tail=100, follow=False):
+    """Logs of one service, or of every service: invoke logs SERVICE | invoke logs all."""
     code = steps.logs(PROJECT, service, int(tail), follow)
     if code:
         raise Exit(code=code)

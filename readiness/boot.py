@@ -67,8 +67,10 @@ def down(model: Model, volumes: bool) -> None:
 
 
 def logs(model: Model, service: str, tail: int, follow: bool) -> int:
+    service = "" if service == "all" else service
     if service and service not in model.services:
-        raise ToolkitError(f"no service named {service!r}", fix=f"choose one of: {', '.join(sorted(model.services))}")
+        raise ToolkitError(f"no service named {service!r}",
+                           fix=f"choose one of: all, {', '.join(sorted(model.services))}")
     args = ["logs", "--no-color", "--tail", str(tail), *(["--follow"] if follow else [])]
     args += [service] if service else []
     return runner.stream(_compose(model, *args), cwd=model.project_dir)
