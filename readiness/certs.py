@@ -189,12 +189,15 @@ def ensure(
     pair from the user's CA (env ``CAROOT``, else ``mkcert -CAROOT``; ``caroot`` overrides
     both), creating the CA if it is missing. The new files are made in a temp dir next to
     the target and renamed into place, and the previous files are first kept in
-    ``backup-<UTC timestamp>/``, so a crash leaves either the old or the new file and
+    ``backup-<UTC timestamp>/``, so a crash leaves the old set, the new one, or no cert.pem, and
     nothing is ever lost. A lock serialises concurrent runs; the check is repeated under it
     so that the second run finds the first one's result and changes nothing.
     """
     reasons = problems(paths, names, now=now, min_days=min_days)
     if not reasons:
+        if _stale_dirs(paths.cert.parent):  # a run killed after installing its pair
+            with fsutil.file_lock(paths.cert.parent / ".certs.lock"):
+                _sweep_stale(paths.cert.parent)
         return False, []
     mkcert = runner.which("mkcert")
     if mkcert is None:
@@ -203,6 +206,7 @@ def ensure(
     directory = paths.cert.parent
     _private_dir(directory)
     with fsutil.file_lock(directory / ".certs.lock"):
+        _sweep_stale(directory)
         reasons = problems(paths, names, now=now, min_days=min_days)
         if not reasons:
             return False, []
@@ -408,11 +412,31 @@ def _caroot(mkcert: str, caroot: Path | None) -> Path:
     return Path(location)
 
 
+_TMP_PREFIX = ".mkcert-"
+
+
+def _stale_dirs(directory: Path) -> list[Path]:
+    try:
+        return [p for p in directory.iterdir() if p.name.startswith(_TMP_PREFIX) and p.is_dir()]
+    except OSError:
+        return []
+
+
+def _sweep_stale(directory: Path) -> None:
+    """Remove the temp dirs of runs that were killed (they may hold a private key).
+
+    Called only with the lock held: every live run makes its temp dir under the same lock,
+    so any temp dir seen here belongs to a run that died.
+    """
+    for stale in _stale_dirs(directory):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def _issue_and_install(mkcert: str, ca_dir: Path, paths: CertPaths, names: Sequence[str]) -> None:
     """Have mkcert write a new pair into a private temp dir, then swap it in losslessly."""
     directory = paths.cert.parent
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=".mkcert-", dir=directory))
+        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=directory))
     except OSError as exc:
         raise _install_error(directory, exc) from None
     try:
@@ -422,6 +446,10 @@ def _issue_and_install(mkcert: str, ca_dir: Path, paths: CertPaths, names: Seque
             env={"CAROOT": str(ca_dir)},
         )
         if not result.ok or not new_cert.is_file() or not new_key.is_file():
+            error = _mkcert_error(result.stderr)
+            if str(tmp) in error:  # mkcert could not write beside the target (full disk, ...)
+                raise ToolkitError(f"cannot write the new certificate in {directory}: {error}",
+                                   where=str(directory), fix=_install_error(directory, OSError()).fix)
             raise ToolkitError(
                 f"mkcert could not issue the certificate: {_mkcert_error(result.stderr)}",
                 where=f"CAROOT={ca_dir}",
@@ -458,12 +486,17 @@ def _install(paths: CertPaths, new_cert: Path, new_key: Path, ca_bytes: bytes) -
         replaced.append(paths.ca)
     _backup([p for p in replaced if os.path.lexists(p)], paths.cert.parent)
 
+    # cert.pem is the commit mark: it goes first (it is in the backup) and comes back last, so
+    # a crash between two of these steps leaves either the old set or no cert.pem at all, never
+    # a certificate beside a key or CA it does not match (the next run then issues a new pair).
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(paths.cert)
     os.replace(new_key, paths.key)
-    os.replace(new_cert, paths.cert)
     if ca_changed:
         fsutil.atomic_write(paths.ca, ca_bytes, CERT_MODE)
     elif stat.S_IMODE(paths.ca.stat().st_mode) != CERT_MODE:
         os.chmod(paths.ca, CERT_MODE)
+    os.replace(new_cert, paths.cert)
     _fsync(paths.cert.parent)
     if paths.key.parent != paths.cert.parent:
         _fsync(paths.key.parent)
@@ -472,8 +505,9 @@ def _install(paths: CertPaths, new_cert: Path, new_key: Path, ca_bytes: bytes) -
 def _backup(files: list[Path], directory: Path) -> Path | None:
     """Keep ``files`` in a new ``backup-<UTC>`` dir, leaving them in place.
 
-    A hard link costs no copy and keeps the old file's inode and mode; the original stays
-    where it is until the new file is renamed over it, so the target path never vanishes.
+    A hard link costs no copy and keeps the old file's inode and mode; the key and CA stay
+    where they are until the new file is renamed over them (cert.pem is removed first, see
+    :func:`_install`).
     """
     if not files:
         return None

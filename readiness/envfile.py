@@ -44,6 +44,23 @@ class EnvFile:
         return list(seen)
 
 
+_ESCAPE = re.compile(r"\\(.)", re.S)
+_UNESCAPE = {"n": "\n", "r": "\r", '"': '"', "\\": "\\"}
+
+
+def _closing_double_quote(raw: str) -> int:
+    """Index of the ``"`` that closes the one at 0 (a backslash escapes the next character)."""
+    i = 1
+    while i < len(raw):
+        if raw[i] == "\\":
+            i += 2
+            continue
+        if raw[i] == '"':
+            return i
+        i += 1
+    return -1
+
+
 def _unquote(raw: str) -> tuple[str, str | None]:
     """Value of the right-hand side, or an error message."""
     raw = raw.strip()
@@ -51,17 +68,15 @@ def _unquote(raw: str) -> tuple[str, str | None]:
         return "", None
     quote = raw[0]
     if quote in "'\"":
-        end = raw.find(quote, 1)
-        while quote == '"' and end > 0 and raw[end - 1] == "\\":
-            end = raw.find(quote, end + 1)
+        end = raw.find(quote, 1) if quote == "'" else _closing_double_quote(raw)
         if end < 0:
             return "", f"unterminated {quote} quote"
         inner = raw[1:end]
         rest = raw[end + 1 :].strip()
         if rest and not rest.startswith("#"):
             return "", f"unexpected text after the closing quote: {rest[:20]!r}"
-        if quote == '"':
-            inner = inner.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+        if quote == '"':  # one pass, so that an escaped backslash is never read as a new escape
+            inner = _ESCAPE.sub(lambda m: _UNESCAPE.get(m.group(1), m.group(0)), inner)
         return inner, None
     # unquoted: an inline comment starts at " #"
     value = re.split(r"\s+#", raw, maxsplit=1)[0]
@@ -74,7 +89,9 @@ def parse_text(text: str, path: Path) -> EnvFile:
     if text.startswith("\ufeff"):
         text = text[1:]
     comment: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only, as in Compose: str.splitlines() would also split at a form feed,
+    # NEL or U+2028 inside a value or comment and report lines that do not exist.
+    for number, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
         stripped = line.strip()
         if not stripped:
@@ -178,8 +195,10 @@ def _last_by_key(entries: list[Entry]) -> list[Entry]:
 
 
 def _quote(value: str) -> str:
+    """``value`` as the right-hand side of a line that :func:`parse_text` reads back unchanged."""
     if value == "" or re.fullmatch(r"[A-Za-z0-9_./:@,+\-]*", value):
         return value
-    if "'" not in value:
+    if "'" not in value and "\n" not in value and "\r" not in value:
         return "'" + value + "'"
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return '"' + escaped + '"'

@@ -4,6 +4,12 @@ A secret, key or ``.env`` is written to a temporary file in the same directory, 
 fsynced, then renamed over the target. A crash at any moment leaves either the old file or
 the complete new one, never a truncated one. ``create_exclusive`` never replaces an
 existing file, so two concurrent runs cannot overwrite each other's secret.
+
+Where the filesystem supports it (Linux ``O_TMPFILE``: ext4, xfs, btrfs, tmpfs, overlayfs),
+the temporary file has no name while it is being written, so a run killed mid-write leaves
+nothing behind: ``create_exclusive`` links the complete file straight to its target, and
+``atomic_write`` gives it a temporary name only once it is complete. Elsewhere a named
+``.<name>.*.tmp`` file is used, which a killed run can leave behind (never the target).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,15 +39,19 @@ def _fail(path: Path, exc: OSError, action: str) -> ToolkitError:
     return ToolkitError(f"cannot {action} {path}: {reason}", where=str(path), fix=fix)
 
 
+def _fill(fd: int, data: bytes, mode: int) -> None:
+    os.fchmod(fd, mode)
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.fsync(fd)
+
+
 def _write_temp(path: Path, data: bytes, mode: int) -> str:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
+        _fill(fd, data, mode)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -48,6 +59,46 @@ def _write_temp(path: Path, data: bytes, mode: int) -> str:
         raise
     os.close(fd)
     return tmp
+
+
+_PROC_FD = "/proc/self/fd"
+
+
+def _write_unnamed(path: Path, data: bytes, mode: int) -> int | None:
+    """An open fd of a complete, fsynced file with no name yet (``O_TMPFILE``), or None.
+
+    None means the platform or filesystem cannot do it; the caller then uses a named temp
+    file. A killed process leaves nothing behind: the kernel frees an unnamed file.
+    """
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir(_PROC_FD):
+        return None
+    try:
+        fd = os.open(path.parent, flag | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None  # old kernel or a filesystem without O_TMPFILE
+        raise
+    try:
+        _fill(fd, data, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _name_fd(fd: int, path: Path) -> None:
+    """Give the unnamed file behind ``fd`` the name ``path``; FileExistsError if taken.
+
+    ``linkat(AT_SYMLINK_FOLLOW)`` on ``/proc/self/fd/N`` (open(2)'s documented way, no
+    privilege needed). A directory fd is passed on purpose: without one CPython calls plain
+    ``link()``, which links the /proc symlink itself and fails with EXDEV.
+    """
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.link(f"{_PROC_FD}/{fd}", path.name, dst_dir_fd=dfd, follow_symlinks=True)
+    finally:
+        os.close(dfd)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -62,7 +113,20 @@ def _fsync_dir(directory: Path) -> None:
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` atomically (temp file + fsync + rename)."""
     try:
-        tmp = _write_temp(path, data, mode)
+        fd = _write_unnamed(path, data, mode)
+        if fd is None:
+            tmp = _write_temp(path, data, mode)
+        else:
+            try:
+                while True:  # a name only for the complete file, then the atomic rename
+                    tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
+                    try:
+                        _name_fd(fd, Path(tmp))
+                        break
+                    except FileExistsError:
+                        continue
+            finally:
+                os.close(fd)
         try:
             os.replace(tmp, path)
         except BaseException:
@@ -82,6 +146,16 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> bool:
     EEXIST instead of replacing, so a racing writer can never be overwritten.
     """
     try:
+        fd = _write_unnamed(path, data, mode)
+        if fd is not None:
+            try:
+                _name_fd(fd, path)
+            except FileExistsError:
+                return False
+            finally:
+                os.close(fd)
+            _fsync_dir(path.parent)
+            return True
         tmp = _write_temp(path, data, mode)
         try:
             os.link(tmp, path)

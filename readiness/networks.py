@@ -6,6 +6,8 @@ never removes what other stacks use), and the toolkit creates them when missing.
 
 from __future__ import annotations
 
+import re
+
 from . import runner
 from .compose import Model
 from .errors import ToolkitError
@@ -38,5 +40,27 @@ def ensure(model: Model) -> list[str]:
         if not res.ok and "already exists" not in res.stderr:
             raise ToolkitError(f"cannot create network {name}: {res.stderr.strip()}",
                                fix=f"docker network create {name}")
+        dedupe(name)
         created.append(name)
     return created
+
+
+def dedupe(name: str) -> None:
+    """Keep one network called ``name`` when two runs created it at the same moment.
+
+    The engine's duplicate-name check is not atomic: two concurrent ``docker network create``
+    can both succeed, and Compose then refuses the ambiguous name. Every run keeps the first in
+    (created, id) order and removes the others, so concurrent runs agree on the survivor.
+    """
+    res = runner.run(["docker", "network", "ls", "-q", "--no-trunc", "--filter", f"name=^{re.escape(name)}$"],
+                     timeout=30)
+    ids = res.stdout.split() if res.ok else []
+    if len(ids) < 2:
+        return
+    info = runner.run(["docker", "network", "inspect", "--format", "{{.Created}} {{.Id}} {{.Name}}",
+                       *ids], timeout=30)
+    fields = (line.split(" ", 2) for line in info.stdout.splitlines() if line.count(" ") >= 2)
+    rows = sorted((created, network_id) for created, network_id, n in fields if n == name)
+    extra = [network_id for _, network_id in rows[1:]]
+    if extra:
+        runner.run(["docker", "network", "rm", *extra], timeout=60)  # "no such network": a racer removed it

@@ -80,8 +80,16 @@ def specs(model: Model) -> list[SecretSpec]:
                 where=f"{model.project_dir / 'docker-compose.yml'} (secrets.{name})",
                 fix=f"use one of: {', '.join(sorted(CHARSETS))}",
             )
-        length = int(x.get("length", DEFAULT_LENGTH))
-        if length < MIN_LENGTH and not x.get("template"):
+        raw_length = x.get("length", DEFAULT_LENGTH)
+        try:
+            length = int(raw_length)
+            if isinstance(raw_length, bool) or length != raw_length and str(length) != str(raw_length).strip():
+                raise ValueError(raw_length)
+        except (TypeError, ValueError):
+            raise ToolkitError(f"secret {name}: length {raw_length!r} is not a whole number",
+                               where=f"docker-compose.yml (secrets.{name})",
+                               fix=f"set x-readiness.length to a whole number, {MIN_LENGTH} or more") from None
+        if length < 1 or (length < MIN_LENGTH and not x.get("template")):
             raise ToolkitError(f"secret {name}: length {length} is below the minimum {MIN_LENGTH}",
                                where=f"docker-compose.yml (secrets.{name})",
                                fix=f"set x-readiness.length to {MIN_LENGTH} or more")

@@ -1,0 +1,238 @@
+"""Interruption: `invoke env|secrets|certs` killed with SIGKILL at random moments (issue #6).
+
+Each task runs on a copy of the mini stack in a subprocess whose whole process group
+(``docker compose``, ``mkcert``) is killed after a delay drawn, with a fixed seed, from strata
+spread over the task's measured run time. Writes and renames under the project are slowed by
+the test-only ``inject/sitecustomize.py`` (never by product code) so that a kill can land
+half-way through a write; its log tells how many kills did. After every kill:
+
+* every secret present is complete and follows its charset/length policy, every value that
+  existed before is byte-identical;
+* cert.pem, when present, parses, matches key.pem and chains to rootCA.pem; a key or CA
+  without a certificate is at least a complete PEM block; backups are complete;
+* .env parses, every value it had is unchanged and its old bytes are kept as they were;
+* the next (uninterrupted) run exits 0, keeps every value already written, completes the
+  rest, and no temporary file is left behind.
+
+``test_the_kill_test_catches_in_place_writes`` is the control: the same kills against a
+throwaway copy whose ``fsutil`` writes in place must produce a truncated file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import kill_cases
+from .support import (
+    INJECT,
+    LEDGER,
+    cert_problems,
+    copy_readiness,
+    env_problems,
+    kill_after,
+    make_mini,
+    remove_network,
+    run,
+    secret_policies,
+    secret_problems,
+    snapshot,
+    stable_values,
+    stray_files,
+)
+
+SEED = int(os.environ.get("READINESS_FAULT_SEED", "6"))
+PAUSE = "0.02"  # seconds between write chunks / before a rename, in the injected runs
+
+
+def inject_env(project: Path, log: Path, extra_path: str = "") -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(INJECT), extra_path, os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "READINESS_FAULT_SLOW_IO": PAUSE, "READINESS_FAULT_CHUNKS": "4",
+            "READINESS_FAULT_ROOT": str(project), "READINESS_FAULT_LOG": str(log)}
+
+
+def domain(project: Path) -> str:
+    env = project / ".env"
+    m = re.search(r"^LOCAL_DOMAIN=(.*)$", env.read_text(errors="replace"), re.M) if env.exists() else None
+    return m.group(1).strip() if m else "localhost"
+
+
+def all_problems(project: Path, env_before: bytes | None) -> list[str]:
+    return env_problems(project, env_before) + secret_problems(project) + cert_problems(project, None)
+
+
+def prepare(task: str, project: Path, rng: random.Random) -> None:
+    """Put the project in a state where ``task`` has something to write."""
+    env = project / ".env"
+    if task == "env":
+        if rng.random() < 0.4 or not env.exists():
+            env.unlink(missing_ok=True)
+        else:  # keep a user edit, drop some keys: the run appends them
+            lines = env.read_text().splitlines()
+            keys = [ln.split("=", 1)[0] for ln in lines if "=" in ln and not ln.startswith("#")]
+            drop = set(rng.sample(keys, rng.randint(1, 3))) - {"MINI_NETWORK", "WEB_PORT"}
+            kept = [ln for ln in lines if ln.split("=", 1)[0] not in drop]
+            kept = ["BIND_ADDRESS=127.0.0.1  # edited by hand" if ln.startswith("BIND_ADDRESS=") else ln
+                    for ln in kept]
+            env.write_text("\n".join(kept) + "\n")
+    elif task == "secrets":
+        files = [p["file"] for p in secret_policies(project).values() if not p.get("certificate")]
+        for path in rng.sample(files, rng.randint(1, len(files))):
+            path.unlink(missing_ok=True)
+            if path.name == "dash_htpasswd" and rng.random() < 0.7:  # its plaintext too, or only the hash
+                path.with_name(path.name + ".password").unlink(missing_ok=True)
+    elif task == "certs":
+        certs_dir = project / "secrets" / "certs"
+        if rng.random() < 0.5:  # issue a new pair (sometimes the CA copy too)
+            for name in ("cert.pem", "key.pem") + (("rootCA.pem",) if rng.random() < 0.5 else ()):
+                (certs_dir / name).unlink(missing_ok=True)
+        else:  # a new LOCAL_DOMAIN: the pair no longer covers the names and is replaced
+            new = "test.localhost" if domain(project) == "localhost" else "localhost"
+            env.write_text(re.sub(r"^LOCAL_DOMAIN=.*$", f"LOCAL_DOMAIN={new}", env.read_text(), flags=re.M))
+
+
+def measure(task: str, project: Path, rng: random.Random, log: Path) -> float:
+    """Run time of ``task`` from a prepared state, with the same injection as the kill runs."""
+    prepare(task, project, rng)
+    started = time.monotonic()
+    res = run(project, task, env=inject_env(project, log))
+    assert res.returncode == 0, res.stdout + res.stderr
+    return time.monotonic() - started
+
+
+def delays(n: int, total: float, rng: random.Random) -> list[float]:
+    """One delay per stratum of [0, 1.1 * total], in a shuffled order."""
+    out = [(i + rng.random()) * 1.1 * total / n for i in range(n)]
+    rng.shuffle(out)
+    return out
+
+
+def last_event(log: Path) -> str:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return lines[-1].split(" ", 2)[1] if lines else ""
+
+
+def kill_cycle(task: str, project: Path, n: int, rng: random.Random, log: Path,
+               extra_path: str = "", search_root: Path | None = None) -> dict[str, int]:
+    """``n`` kill-and-rerun cases of ``task``; returns counters, raises on the first violation."""
+    kw = {"search_root": search_root} if search_root else {}
+    total = measure(task, project, rng, log)
+    stats = {"cases": 0, "mid_write": 0, "finished_first": 0, "violations": 0}
+    for delay in delays(n, total, rng):
+        prepare(task, project, rng)
+        env_before = (project / ".env").read_bytes() if (project / ".env").exists() else None
+        before = stable_values(snapshot(project), project, domain(project))
+        log.unlink(missing_ok=True)
+        killed = kill_after(project, delay, task, env=inject_env(project, log, extra_path), **kw)
+        stats["cases"] += 1
+        stats["finished_first"] += killed.finished_first
+        stats["mid_write"] += last_event(log) == "begin"
+        where = f"{task}, kill after {delay:.3f} s (case {stats['cases']})"
+        problems = all_problems(project, env_before)
+        after = snapshot(project)
+        problems += [f"{k} changed or vanished" for k, v in before.items() if k != ".env" and after.get(k) != v]
+        if problems:
+            stats["violations"] += 1
+            if search_root is None:
+                pytest.fail(f"{where}: {problems}")
+            # the control copy: restore a complete state and go on counting
+            for path in (project / "secrets").rglob("*"):
+                if path.is_file() and path.name not in ("README.md", ".gitkeep"):
+                    path.unlink()
+            continue
+        written = stable_values(after, project, domain(project))
+        rerun = run(project, task, **kw)
+        assert rerun.returncode == 0, f"{where}: rerun failed\n{rerun.stdout}{rerun.stderr}"
+        final = snapshot(project)
+        changed = [k for k, v in written.items() if k != ".env" and final.get(k) != v]
+        assert not changed, f"{where}: the rerun changed values already written: {changed}"
+        assert not all_problems(project, env_before if env_before is None else (project / ".env").read_bytes())
+        assert not env_problems(project, after.get(".env")), where
+        assert not stray_files(project), f"{where}: left behind {stray_files(project)}"
+    return stats
+
+
+def complete(task: str, project: Path) -> None:
+    """After the cycle the task's work is fully done (the reruns completed it)."""
+    if task == "env":
+        assert "WEB_IMAGE=" in (project / ".env").read_text()
+    if task == "secrets":
+        for pol in secret_policies(project).values():
+            assert pol.get("certificate") or pol["file"].stat().st_size > 0
+    if task == "certs":
+        assert (project / "secrets" / "certs" / "cert.pem").is_file()
+        assert not cert_problems(project, domain(project))
+
+
+@pytest.mark.parametrize("task", ["env", "secrets", "certs"])
+def test_sigkill_leaves_every_file_complete_and_the_rerun_keeps_every_value(task, tmp_path, docker):
+    key = f"kill.{task}"
+    LEDGER.start(key)
+    project, net = make_mini(tmp_path / "mini")
+    try:
+        first = run(project, "bootstrap")
+        assert first.returncode == 0, first.stdout + first.stderr
+        rng = random.Random(f"{SEED}-{task}")
+        n = kill_cases()
+        stats = kill_cycle(task, project, n, rng, tmp_path / "writes.log")
+        complete(task, project)
+        LEDGER.done(key, stats["cases"],
+                    f"{stats['mid_write']} kills landed mid-write, {stats['finished_first']} after the run had "
+                    "ended; every file complete or absent, .env values kept; every rerun exit 0, kept every "
+                    "value, left no temp file")
+    finally:
+        remove_network(net)
+
+
+IN_PLACE = '''
+
+def create_exclusive(path, data, mode=0o600):  # MUTATION: in place, not atomic
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return False
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    return True
+
+
+def atomic_write(path, data, mode=0o600):  # MUTATION: in place, not atomic
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+'''
+
+
+def test_the_kill_test_catches_in_place_writes(tmp_path, docker):
+    """Control: with ``fsutil`` writing in place (a throwaway copy), kills leave truncated secrets."""
+    LEDGER.start("kill.control")
+    copy = copy_readiness(tmp_path / "mutant")
+    fsutil = copy / "readiness" / "fsutil.py"
+    fsutil.write_text(fsutil.read_text() + IN_PLACE)
+    project, net = make_mini(tmp_path / "mini")
+    try:
+        first = run(project, "bootstrap")
+        assert first.returncode == 0, first.stdout + first.stderr
+        rng = random.Random(f"{SEED}-control")
+        n = kill_cases()
+        stats = kill_cycle("secrets", project, n, rng, tmp_path / "writes.log", extra_path=str(copy),
+                           search_root=copy)
+        assert stats["violations"] > 0, f"no kill of the in-place copy left a broken file: {stats}"
+        LEDGER.done("kill.control", stats["cases"],
+                    f"{stats['violations']} of {stats['cases']} kills left a truncated secret: the test "
+                    "catches a non-atomic write", lost="(deliberately broken copy, not the product)")
+    finally:
+        remove_network(net)
