@@ -35,6 +35,8 @@ CHARSETS = {
 DEFAULT_LENGTH = 32
 MIN_LENGTH = 16
 DIR_MODE = 0o700
+#: The plaintext beside an htpasswd secret is read by the user, never by a container.
+SIDECAR_MODE = 0o400
 #: Files git may track under a secrets directory.
 ALLOWED_TRACKED = {"README.md", ".gitkeep"}
 
@@ -177,20 +179,20 @@ def _write_new(path: Path, content: str, mode: int, changes: list[Change]) -> st
 def ensure(model: Model) -> list[Change]:
     """Create every missing secret file of the model; returns what changed."""
     changes: list[Change] = []
-    todo = [s for s in specs(model) if not s.certificate]
-    ensure_dirs([s.path for s in specs(model)], changes)
-    for spec in todo:
+    every = specs(model)
+    ensure_dirs([s.path for s in every], changes)
+    for spec in (s for s in every if not s.certificate):
         if spec.path.is_dir():
             raise ToolkitError(f"secret {spec.name}: {spec.path} is a directory, not a file",
                                where=model.relpath(spec.path),
                                fix=f"remove the directory (`rmdir {spec.path}`) and run `invoke secrets`")
         if spec.format == "htpasswd":
             assert spec.sidecar is not None
-            if spec.path.exists() and spec.path.stat().st_size > 0:
-                _ensure_mode(spec.path, spec.mode, changes)
-                continue
-            password = _write_new(spec.sidecar, generate_value(spec.charset, spec.length), 0o400, changes)
-            _write_new(spec.path, htpasswd_line(spec.htpasswd_user, password.strip()), spec.mode, changes)
+            if not (spec.path.exists() and spec.path.stat().st_size > 0):
+                password = _write_new(spec.sidecar, generate_value(spec.charset, spec.length), SIDECAR_MODE, changes)
+                _write_new(spec.path, htpasswd_line(spec.htpasswd_user, password.strip()), spec.mode, changes)
+            if spec.sidecar.exists():  # the user's copy of the plaintext: owner-only, however it was written
+                _ensure_mode(spec.sidecar, SIDECAR_MODE, changes)
         else:
             value = generate_value(spec.charset, spec.length)
             content = spec.template.replace("{value}", value) if spec.template else value
