@@ -47,7 +47,22 @@ def ps(model: Model) -> list[dict]:
     if not res.ok:
         raise ToolkitError(f"docker compose ps failed: {res.stderr.strip()}",
                            fix="check that the Docker engine runs (`docker info`)")
-    text = res.stdout.strip()
+    return parse_ps(res.stdout)
+
+
+def ps_command(cli_argv: tuple[str, ...], project_dir: Path) -> list[dict] | None:
+    """``ps`` before the model is known (same command as :func:`ps`); None when it fails."""
+    try:
+        res = runner.run(compose.command(cli_argv, project_dir, "ps", "--all", "--format", "json"),
+                         cwd=project_dir, timeout=60)
+    except ToolkitError:
+        return None
+    return parse_ps(res.stdout) if res.ok else None
+
+
+def parse_ps(stdout: str) -> list[dict]:
+    """``docker compose ps --format json``: a JSON array (old) or one object per line (new)."""
+    text = stdout.strip()
     if not text:
         return []
     if text.startswith("["):
@@ -93,7 +108,10 @@ def container_checks(model: Model, containers: list[dict]) -> list[Check]:
         name = c.get("Name", svc)
         if one_shot(model, svc):
             ok = state == "exited" and int(c.get("ExitCode", 1)) == 0
-            detail = "completed" if ok else f"{state}, exit code {c.get('ExitCode')}"
+            # A one-shot that never ran (its dependencies failed) is "created" with ExitCode 0:
+            # do not print "exit code 0" for it, which reads like success.
+            detail = ("completed" if ok else f"exited, exit code {c.get('ExitCode')}" if state == "exited"
+                      else f"container {state}, has not run to completion")
         elif state != "running":
             ok, detail = False, f"container {state}" + (f", exit code {c.get('ExitCode')}" if state == "exited" else "")
         elif health in ("", None):
@@ -162,6 +180,12 @@ def endpoints(model: Model) -> list[Endpoint]:
     return out
 
 
+def preload() -> None:
+    """Import the HTTP client and retry library now (callers overlap this with subprocesses)."""
+    import requests  # noqa: F401
+    import tenacity  # noqa: F401
+
+
 def _https_session(hostname: str, ca: Path):
     """A requests session that connects to 127.0.0.1 but speaks TLS to ``hostname``."""
     import requests
@@ -219,27 +243,33 @@ def _short(exc: Exception) -> str:
 # ------------------------------------------------------------------ together
 
 
-def check_once(model: Model, ca: Path) -> list[Check]:
+def check_once(model: Model, ca: Path, containers: list[dict] | None = None) -> list[Check]:
+    """One round of every check; ``containers`` is a ``ps`` result already in hand."""
     eps = endpoints(model)
     with ThreadPoolExecutor(max_workers=max(2, len(eps) + 1)) as pool:
-        containers = pool.submit(ps, model)
+        listed = pool.submit(ps, model) if containers is None else None
         probes = [pool.submit(probe, ep, ca) for ep in eps]
-        checks = container_checks(model, containers.result())
+        checks = container_checks(model, listed.result() if listed else containers or [])
         checks += [f.result() for f in probes]
     return sorted(checks, key=Check.sort_key)
 
 
 def check(model: Model, ca: Path, *, wait: bool = False, timeout: float = 120.0, interval: float = 0.5,
-          on_attempt: Callable[[list[Check]], None] | None = None) -> list[Check]:
-    """All checks; with ``wait``, retried with backoff (capped at ``interval``) until they pass."""
+          on_attempt: Callable[[list[Check]], None] | None = None,
+          containers: list[dict] | None = None) -> list[Check]:
+    """All checks; with ``wait``, retried with backoff (capped at ``interval``) until they pass.
+
+    ``containers`` (a ``ps`` result already in hand) serves the first round only.
+    """
     if not wait:
-        return check_once(model, ca)
+        return check_once(model, ca, containers)
+    first = [containers]
     from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_exponential
 
     @retry(retry=retry_if_result(lambda checks: not all(c.ok for c in checks)),
            wait=wait_exponential(multiplier=0.05, max=interval), stop=stop_after_delay(timeout))
     def attempt() -> list[Check]:
-        checks = check_once(model, ca)
+        checks = check_once(model, ca, first.pop() if first else None)
         if on_attempt:
             on_attempt(checks)
         return checks

@@ -166,6 +166,12 @@ def cert_paths(model: Model) -> certs.CertPaths | None:
     return certs.CertPaths(cert=by_role["cert"], key=by_role["key"])
 
 
+def root_ca(model: Model) -> Path:
+    """``rootCA.pem`` the stack's certificate must chain to (what clients should trust)."""
+    paths = cert_paths(model)
+    return paths.ca if paths else model.project_dir / "secrets" / "certs" / certs.CA_FILE
+
+
 def check_certs(model: Model) -> list[Finding]:
     paths = cert_paths(model)
     if paths is None:

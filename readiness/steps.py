@@ -146,8 +146,11 @@ def run_preflight(project: Path, *, as_json: bool = False) -> int:
 
 
 def up(project: Path, timeout: int) -> None:
-    from . import boot
+    import threading
 
+    from . import boot, health
+
+    threading.Thread(target=health.preload, daemon=True).start()  # overlaps `compose up`
     m = model(project)
     say("up", f"docker compose up -d --wait (timeout {timeout} s) ...")
     boot.up(m, timeout)
@@ -155,12 +158,22 @@ def up(project: Path, timeout: int) -> None:
 
 
 def run_health(project: Path, *, as_json: bool, wait: bool, timeout: float, interval: float) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from . import health
 
-    m = model(project)
-    paths = preflight.cert_paths(m)
-    ca = paths.ca if paths else project / "secrets" / "certs" / "rootCA.pem"
-    checks = health.check(m, ca, wait=wait, timeout=timeout, interval=interval)
+    # `compose ps` does not need the rendered model: run it alongside the render, and load
+    # the HTTP client while both subprocesses run; this nearly halves one health check.
+    plugin = ("docker", "compose")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        early = pool.submit(health.ps_command, plugin, project)
+        rendered = pool.submit(model, project)
+        health.preload()
+        m = rendered.result()
+        first = early.result()
+    containers = first if m.cli and m.cli.argv == plugin and first is not None else None
+    checks = health.check(m, preflight.root_ca(m), wait=wait, timeout=timeout, interval=interval,
+                          containers=containers)
     sys.stdout.write(health.to_json(checks) if as_json else health.to_text(checks))
     sys.stdout.flush()
     return 0 if checks and all(c.ok for c in checks) else 1

