@@ -77,9 +77,11 @@ class Ledger:
 
 #: Row key -> (fault or input class as the table shows it, test that fills it). Order = table order.
 ROWS: dict[str, tuple[str, str]] = {
-    "kill.env": ("SIGKILL at a random moment of `invoke env` (.env created or extended)", "test_interrupt"),
-    "kill.secrets": ("SIGKILL at a random moment of `invoke secrets` (secret files created)", "test_interrupt"),
-    "kill.certs": ("SIGKILL at a random moment of `invoke certs` (pair issued, or replaced with a backup)",
+    "kill.env": ("SIGKILL mid-write or at a random moment of `invoke env` (.env created or extended)",
+                 "test_interrupt"),
+    "kill.secrets": ("SIGKILL mid-write or at a random moment of `invoke secrets` (secret files created)",
+                     "test_interrupt"),
+    "kill.certs": ("SIGKILL mid-write or at a random moment of `invoke certs` (pair issued, or replaced with a backup)",
                    "test_interrupt"),
     "kill.control": ("Control: the same kill test on a copy whose writes are in place (not atomic)",
                      "test_interrupt"),
@@ -136,19 +138,32 @@ class Killed:
     stderr: str
 
 
+def begins(log: Path) -> int:
+    """How many writes the injector has started (``begin`` lines in its log)."""
+    try:
+        return sum(1 for line in log.read_text().splitlines() if line.split(" ", 2)[1:2] == ["begin"])
+    except OSError:
+        return 0
+
+
 def kill_after(project: Path, delay: float, *args: str, env: dict[str, str] | None = None,
-               search_root: Path = REPO) -> Killed:
+               search_root: Path = REPO, on_begin: tuple[Path, int] | None = None) -> Killed:
     """Start ``invoke ARGS``, SIGKILL its whole process group after ``delay`` seconds.
 
-    The group includes the ``docker compose`` and ``mkcert`` children, as when a machine
-    loses power or the OOM killer takes the session.
+    With ``on_begin=(log, n)`` the kill comes as soon as the injector logs the n-th write it
+    starts (``delay`` is then only a deadline): such a kill always lands mid-write, since the
+    injector pauses between the pieces of every write. The group includes the ``docker
+    compose`` and ``mkcert`` children, as when a machine loses power or the OOM killer takes
+    the session.
     """
     proc = subprocess.Popen(invoke_argv(*args, search_root=search_root), cwd=project, env=cli_env(project, env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + delay
     while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
+        if on_begin is not None and begins(on_begin[0]) >= on_begin[1]:
+            break
+        time.sleep(min(0.002 if on_begin else 0.005, max(0.0, deadline - time.monotonic())))
     finished = proc.poll() is not None
     with contextlib.suppress(ProcessLookupError):  # also when it ended: no straggler may survive
         os.killpg(proc.pid, signal.SIGKILL)

@@ -32,6 +32,7 @@ from .conftest import kill_cases
 from .support import (
     INJECT,
     LEDGER,
+    begins,
     cert_problems,
     copy_readiness,
     env_problems,
@@ -96,13 +97,15 @@ def prepare(task: str, project: Path, rng: random.Random) -> None:
             env.write_text(re.sub(r"^LOCAL_DOMAIN=.*$", f"LOCAL_DOMAIN={new}", env.read_text(), flags=re.M))
 
 
-def measure(task: str, project: Path, rng: random.Random, log: Path) -> float:
-    """Run time of ``task`` from a prepared state, with the same injection as the kill runs."""
+def measure(task: str, project: Path, rng: random.Random, log: Path) -> tuple[float, int]:
+    """Run time of ``task`` from a prepared state, with the same injection as the kill runs,
+    and how many writes it made under the project."""
     prepare(task, project, rng)
+    log.unlink(missing_ok=True)
     started = time.monotonic()
     res = run(project, task, env=inject_env(project, log))
     assert res.returncode == 0, res.stdout + res.stderr
-    return time.monotonic() - started
+    return time.monotonic() - started, begins(log)
 
 
 def delays(n: int, total: float, rng: random.Random) -> list[float]:
@@ -118,17 +121,25 @@ def last_event(log: Path) -> str:
 
 
 def kill_cycle(task: str, project: Path, n: int, rng: random.Random, log: Path,
-               extra_path: str = "", search_root: Path | None = None) -> dict[str, int]:
-    """``n`` kill-and-rerun cases of ``task``; returns counters, raises on the first violation."""
+               extra_path: str = "", search_root: Path | None = None, all_on_begin: bool = False) -> dict[str, int]:
+    """``n`` kill-and-rerun cases of ``task``; returns counters, raises on the first violation.
+
+    Every other case (every case with ``all_on_begin``) kills as soon as the n-th write
+    starts, for an n drawn from the writes the task makes: those kills land mid-write by
+    construction, so the test does not depend on a lucky delay. The others kill after a
+    delay drawn from strata of the measured run time (before, between and after writes).
+    """
     kw = {"search_root": search_root} if search_root else {}
-    total = measure(task, project, rng, log)
+    total, writes = measure(task, project, rng, log)
     stats = {"cases": 0, "mid_write": 0, "finished_first": 0, "violations": 0}
-    for delay in delays(n, total, rng):
+    for i, delay in enumerate(delays(n, total, rng)):
         prepare(task, project, rng)
         env_before = (project / ".env").read_bytes() if (project / ".env").exists() else None
         before = stable_values(snapshot(project), project, domain(project))
         log.unlink(missing_ok=True)
-        killed = kill_after(project, delay, task, env=inject_env(project, log, extra_path), **kw)
+        on_begin = (log, rng.randint(1, writes)) if writes and (all_on_begin or i % 2 == 0) else None
+        killed = kill_after(project, 3 * total + 5 if on_begin else delay, task,
+                            env=inject_env(project, log, extra_path), on_begin=on_begin, **kw)
         stats["cases"] += 1
         stats["finished_first"] += killed.finished_first
         stats["mid_write"] += last_event(log) == "begin"
