@@ -103,3 +103,19 @@ def test_preflight_json_is_deterministic(mini):
     assert a.stdout == b.stdout
     doc = json.loads(a.stdout)
     assert doc == {"errors": 0, "findings": [], "ok": True, "warnings": 0}
+
+
+def test_repository_stack_bootstrap_is_idempotent(repo):
+    """The same guarantee on this repository's own stack (14 services, 13 secrets, 9 data dirs)."""
+    first = run_invoke(repo, "bootstrap")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert len(list((repo / "secrets").glob("*_password"))) >= 8
+    for name in ("cert.pem", "key.pem", "rootCA.pem"):
+        assert (repo / "secrets" / "certs" / name).is_file(), name
+    before = tree_digest(repo, *PREPARED)
+    second = run_invoke(repo, "bootstrap")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert tree_digest(repo, *PREPARED) == before
+    for task in ("env", "secrets", "certs", "dirs", "networks"):
+        line = next(line for line in second.stdout.splitlines() if line.startswith(task + ":"))
+        assert "nothing changed" in line, line

@@ -74,3 +74,27 @@ def test_missing_env_example(mini):
     (mini / ".env.example").unlink()
     result = run_invoke(mini, "env")
     assert_clean_error(result, ".env.example is missing", "git checkout -- .env.example")
+
+
+def test_scripts_are_thin_entry_points_to_the_same_tasks(mini):
+    """scripts/*.sh (the plan's VAL-PLN-003/004, TASK-004/006) run the Invoke tasks themselves."""
+    import subprocess
+
+    from conftest import REPO
+
+    env = {**os.environ, "READINESS_PROJECT_DIR": str(mini)}
+
+    def script(name, *args):
+        return subprocess.run(["bash", str(REPO / "scripts" / name), *args], cwd=mini, env=env,
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+
+    validate = script("validate-docker-compose.sh")
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "lint: yamllint" in validate.stdout and "nothing blocks boot" in validate.stdout
+    certs = script("generate-local-certs.sh")
+    assert certs.returncode == 0 and "(nothing changed)" in certs.stdout, certs.stdout + certs.stderr
+    pre = script("preflight-compose.sh", "--json")
+    assert pre.returncode == 0 and pre.stdout == run_invoke(mini, "preflight", "--json").stdout
+    (mini / "secrets" / "web_password").unlink()
+    broken = script("preflight-compose.sh")
+    assert broken.returncode != 0 and "secret.missing" in broken.stdout
