@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from . import runner
+from . import modelcache, runner
 from .errors import ToolkitError
 
 #: ``include:`` appeared in Compose 2.20.0; older v2 releases ignore or reject it.
@@ -278,7 +278,12 @@ def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: 
         cli = detect_compose()
     argv = cli.argv if cli else ("docker", "compose")
     base = _base(argv, project_dir)
-    rendered = runner.run([*base, "--format", "yaml"], cwd=project_dir)
+    cache_key = modelcache.key(project_dir, argv, compose_files(project_dir))
+    hit = modelcache.get(project_dir, cache_key)
+    if hit is not None:
+        rendered = runner.Result(tuple(base), 0, *hit)
+    else:
+        rendered = runner.run([*base, "--format", "yaml"], cwd=project_dir)
     if not rendered.ok and cli is None and not _is_model_error(rendered.stderr):
         cli = detect_compose()  # raises a clear error for a missing, v1 or too-old Compose
         base = _base(cli.argv, project_dir)
@@ -297,6 +302,8 @@ def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: 
         model_doc = yaml.load(rendered.stdout, Loader=_Loader) or {}
     except yaml.YAMLError as exc:  # pragma: no cover - Compose output is well-formed
         raise ToolkitError(f"cannot read the output of docker compose config: {exc}") from None
+    if hit is None and not missing:
+        modelcache.put(project_dir, cache_key, rendered.stdout, rendered.stderr, model_doc)
     model = Model(project_dir, model_doc, warnings_of(rendered.stderr), cli or ComposeCLI(argv, (0, 0, 0)))
     model.missing_required = sorted(missing)
     return model
