@@ -19,6 +19,17 @@ def network_exists(name: str) -> bool:
     return subprocess.run(["docker", "network", "inspect", name], capture_output=True).returncode == 0
 
 
+def assert_second_bootstrap_changes_nothing(project):
+    """A rerun changes no byte or mode of what bootstrap prepared, and each step says so."""
+    before = tree_digest(project, *PREPARED)
+    second = run_invoke(project, "bootstrap")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert tree_digest(project, *PREPARED) == before
+    for task in ("env", "secrets", "certs", "dirs", "networks"):
+        line = next(line for line in second.stdout.splitlines() if line.startswith(task + ":"))
+        assert "nothing changed" in line, line
+
+
 def env_value(project, key):
     for line in (project / ".env").read_text().splitlines():
         if line.startswith(key + "="):
@@ -38,13 +49,7 @@ def test_first_run_prepares_everything_and_second_run_changes_nothing(mini):
     assert network_exists(env_value(mini, "MINI_NETWORK"))
     assert "nothing blocks boot" in first.stdout
 
-    before = tree_digest(mini, *PREPARED)
-    second = run_invoke(mini, "bootstrap")
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert tree_digest(mini, *PREPARED) == before
-    for task in ("env", "secrets", "certs", "dirs", "networks"):
-        line = next(line for line in second.stdout.splitlines() if line.startswith(task + ":"))
-        assert "nothing changed" in line, line
+    assert_second_bootstrap_changes_nothing(mini)
 
 
 def test_secret_policies_and_modes(mini):
@@ -112,10 +117,4 @@ def test_repository_stack_bootstrap_is_idempotent(repo):
     assert len(list((repo / "secrets").glob("*_password"))) >= 8
     for name in ("cert.pem", "key.pem", "rootCA.pem"):
         assert (repo / "secrets" / "certs" / name).is_file(), name
-    before = tree_digest(repo, *PREPARED)
-    second = run_invoke(repo, "bootstrap")
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert tree_digest(repo, *PREPARED) == before
-    for task in ("env", "secrets", "certs", "dirs", "networks"):
-        line = next(line for line in second.stdout.splitlines() if line.startswith(task + ":"))
-        assert "nothing changed" in line, line
+    assert_second_bootstrap_changes_nothing(repo)
