@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from . import modelcache, runner
+from . import modelcache, runner, sources
 from .errors import ToolkitError
 
 #: ``include:`` appeared in Compose 2.20.0; older v2 releases ignore or reject it.
@@ -337,23 +337,11 @@ def raw_services(project_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
     both, so the root file and its ``include:`` entries are read as text with PyYAML.
     """
     out: dict[str, tuple[str, dict[str, Any]]] = {}
-    root = project_dir / COMPOSE_FILE
-
-    def visit(path: Path, depth: int) -> None:
-        try:
-            doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
-        except (OSError, yaml.YAMLError):
-            return
-        if not isinstance(doc, dict):
-            return
+    for source in sources.walk([project_dir / COMPOSE_FILE], service_refs=False):
+        if source.doc is None:
+            continue
+        path = source.path
         rel = str(path.relative_to(project_dir)) if project_dir in path.parents else str(path)
-        for svc, spec in (doc.get("services") or {}).items():
+        for svc, spec in (source.doc.get("services") or {}).items():
             out.setdefault(str(svc), (rel, spec if isinstance(spec, dict) else {}))
-        for item in doc.get("include") or [] if depth < 5 else []:
-            paths = item.get("path") if isinstance(item, dict) else item
-            for p in paths if isinstance(paths, list) else [paths]:
-                if isinstance(p, str) and "$" not in p:
-                    visit((path.parent / p).resolve(), depth + 1)
-
-    visit(root.resolve(), 0)
     return out

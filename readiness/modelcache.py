@@ -28,9 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import fsutil
+from . import fsutil, sources
 from .errors import ToolkitError
 
 CACHE_DIR = ".readiness/cache"
@@ -54,43 +52,6 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def static_inputs(files: list[Path], project_dir: Path) -> list[Path]:
-    """The compose files (with their includes and extends, recursively) and ``.env``."""
-    seen: dict[Path, None] = {}
-    todo = list(files)
-    while todo:
-        path = todo.pop(0).resolve()
-        if path in seen or len(seen) > 500:
-            continue
-        seen[path] = None
-        try:
-            doc = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader
-                            if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue  # Compose will report it; the bytes are still part of the key
-        if not isinstance(doc, dict):
-            continue
-        for item in doc.get("include") or []:
-            entry = item if isinstance(item, dict) else {"path": item}
-            for key in ("path", "env_file"):
-                value = entry.get(key)
-                for p in value if isinstance(value, list) else [value]:
-                    if isinstance(p, str):
-                        todo.append(path.parent / p)
-        for spec in (doc.get("services") or {}).values():
-            if not isinstance(spec, dict):
-                continue
-            extends = spec.get("extends")
-            if isinstance(extends, dict) and isinstance(extends.get("file"), str):
-                todo.append(path.parent / extends["file"])
-            env_files = spec.get("env_file")
-            for entry in env_files if isinstance(env_files, list) else [env_files]:
-                p = entry.get("path") if isinstance(entry, dict) else entry
-                if isinstance(p, str) and "$" not in p:
-                    todo.append(path.parent / p)
-    return [*seen, (project_dir / ".env").resolve()]
-
-
 def _tool_identity(argv: tuple[str, ...]) -> list[str]:
     out = []
     candidates = [shutil.which(argv[0]) or argv[0]]
@@ -112,8 +73,9 @@ def key(project_dir: Path, argv: tuple[str, ...], files: list[Path]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([list(argv), str(project_dir), _tool_identity(argv)]).encode())
     names: set[str] = set()
-    for path in static_inputs(files, project_dir):
-        data = _read(path)
+    inputs = [(src.path, src.data) for src in sources.walk(files)]
+    env_file = (project_dir / ".env").resolve()
+    for path, data in [*inputs, (env_file, _read(env_file))]:
         h.update(f"\0{path}\0".encode())
         h.update(b"<absent>" if data is None else data)
         if data:
