@@ -54,16 +54,22 @@ def ownership_matters() -> bool:
     return platform.system() == "Linux"
 
 
-def writable_by(path: Path, uid: int, gid: int) -> bool:
-    """Whether a process with uid:gid could create files in ``path`` (by its mode bits)."""
+def allows(path: Path, uid: int, gid: int, bits: int) -> bool:
+    """Whether a process with uid:gid has every permission in ``bits`` (rwx as 0o7) on ``path``.
+
+    Decided by the mode bits of the class it falls in (owner, group or other), as the kernel
+    does for a container process; uid 0 may do anything.
+    """
     st = path.stat()
     if uid == 0:
         return True
-    if st.st_uid == uid:
-        return bool(st.st_mode & 0o300 == 0o300)
-    if st.st_gid == gid:
-        return bool(st.st_mode & 0o030 == 0o030)
-    return bool(st.st_mode & 0o003 == 0o003)
+    shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0
+    return (st.st_mode >> shift) & bits == bits
+
+
+def writable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether a process with uid:gid could create files in the directory ``path``."""
+    return allows(path, uid, gid, 0o3)
 
 
 def fix_command(d: DataDir) -> str:

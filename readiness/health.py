@@ -39,11 +39,15 @@ class Check:
 # ------------------------------------------------------------------ containers
 
 
+def _run_ps(cli_argv: tuple[str, ...], project_dir: Path) -> runner.Result:
+    return runner.run(compose.command(cli_argv, project_dir, "ps", "--all", "--format", "json"),
+                      cwd=project_dir, timeout=60)
+
+
 def ps(model: Model) -> list[dict]:
     """Containers of the project as Compose reports them (all states)."""
     assert model.cli is not None
-    res = runner.run(compose.command(model.cli.argv, model.project_dir, "ps", "--all", "--format", "json"),
-                     cwd=model.project_dir, timeout=60)
+    res = _run_ps(model.cli.argv, model.project_dir)
     if not res.ok:
         raise ToolkitError(f"docker compose ps failed: {res.stderr.strip()}",
                            fix="check that the Docker engine runs (`docker info`)")
@@ -53,8 +57,7 @@ def ps(model: Model) -> list[dict]:
 def ps_command(cli_argv: tuple[str, ...], project_dir: Path) -> list[dict] | None:
     """``ps`` before the model is known (same command as :func:`ps`); None when it fails."""
     try:
-        res = runner.run(compose.command(cli_argv, project_dir, "ps", "--all", "--format", "json"),
-                         cwd=project_dir, timeout=60)
+        res = _run_ps(cli_argv, project_dir)
     except ToolkitError:
         return None
     return parse_ps(res.stdout) if res.ok else None

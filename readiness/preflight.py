@@ -120,17 +120,6 @@ def check_example_credentials(facts: Facts) -> list[Finding]:
     return out
 
 
-def readable_by(path: Path, uid: int, gid: int) -> bool:
-    st = path.stat()
-    if uid == 0:
-        return True
-    if st.st_uid == uid:
-        return bool(st.st_mode & 0o400)
-    if st.st_gid == gid:
-        return bool(st.st_mode & 0o040)
-    return bool(st.st_mode & 0o004)
-
-
 def check_secrets(model: Model, facts: Facts) -> list[Finding]:
     out = []
     for spec in secretslib.specs(model):
@@ -149,7 +138,7 @@ def check_secrets(model: Model, facts: Facts) -> list[Finding]:
         if dirs.ownership_matters():
             for svc in spec.consumers:
                 user = model.service_user(svc) or (0, 0)
-                if not readable_by(spec.path, *user):
+                if not dirs.allows(spec.path, *user, 0o4):
                     out.append(Finding("secret.unreadable", ERROR,
                                        f"secret {spec.name} is not readable by uid {user[0]} of {svc}",
                                        f"chmod {spec.mode:o} {rel}", svc, rel))
