@@ -1,29 +1,73 @@
-"""Reading and extending ``.env`` without ever changing a value the user wrote.
+"""Reading ``.env`` as Compose reads it, and extending it without changing what Compose sees.
 
-The parser follows the dotenv rules Compose applies (``KEY=VALUE``, optional ``export``,
-single/double quotes, ``#`` comments, CRLF, a UTF-8 BOM) closely enough to know which keys
-exist and whether they are empty. The writer only ever appends keys that are missing; the
-bytes already in the file are kept exactly as they were.
+The reader is a port of the statement scanner of Compose's own dotenv parser
+(``compose-spec/compose-go``, ``dotenv/parser.go``, unchanged from v2.9.1, the version in
+Compose v2.40): it accepts exactly the lines Compose accepts and finds the same keys, so a
+file Compose reads is never refused here. That covers ``KEY=value``, ``export KEY=value``,
+YAML-style ``KEY: value``, a bare ``KEY`` line (Compose takes its value from the
+environment), keys with digits, dots, dashes, brackets or any Unicode letter, single and
+double quotes whose value may span lines, ``\\'``/``\\"`` inside quotes, several assignments
+on one line after a closing quote, comments, CRLF and a UTF-8 BOM.
+
+What the reader does *not* do is interpolation: :attr:`Entry.value` is the value before
+Compose substitutes ``${VAR}`` in it (escape sequences of double quotes are decoded, ``\\$``
+becomes ``$$``). Whether a value is empty once interpolated, or whether it interpolates at
+all, is Compose's to say (``docker compose config``); the toolkit only needs keys, line
+numbers and that raw value.
+
+:func:`ensure` never rewrites a value: for each key ``.env`` lacks, it appends the
+example's lines verbatim (with the comment block above them), then reads the result back
+and refuses to write unless every statement already in ``.env`` reads exactly as before. A
+symlinked ``.env`` is written through to its target, and the owner and mode are kept.
 """
 
 from __future__ import annotations
 
+import bisect
+import os
 import re
+import stat
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import fsutil
 from .errors import ToolkitError
 
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+#: Compose's ``exportRegex`` (``^export\s+``; RE2's ``\s`` is ``[\t\n\f\r ]``).
+_EXPORT = re.compile(r"export[\t\n\f\r ]+")
+#: Compose's ``escapeSeqRegex``: the escapes a double-quoted value decodes.
+_ESCAPE = re.compile(r"\\(?:[abcfnrtv$\"\\]|0[0-9]{0,3})")
+_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", '"': '"',
+                   "\\": "\\"}
+#: The parser's ``isSpace``: blanks that never end a line.
+_BLANK = frozenset("\t\v\f\r \x85\xa0")
+
+
+def _is_space(ch: str) -> bool:
+    """Go's ``unicode.IsSpace`` (Python's ``isspace`` also counts U+001C..U+001F; Go does not)."""
+    return ch in _BLANK or ch == "\n" or (ch > "\xff" and ch.isspace())
+
+
+def _key_char(ch: str) -> bool:
+    """What Compose allows in a variable name besides blanks: ``_.-[]``, letters and numbers."""
+    return ch in "_.-[]" or unicodedata.category(ch)[0] in "LN"
+
+
+def valid_key(key: str) -> bool:
+    """Whether Compose would accept ``key`` as written on an assignment line."""
+    return " " not in key and all(ch in _BLANK or _key_char(ch) for ch in key)
 
 
 @dataclass(frozen=True)
 class Entry:
     key: str
-    value: str
-    line: int
+    value: str  # before interpolation; "" for an inherited key
+    line: int  # the line the key is on (1-based)
     comment: str = ""  # the comment block right above the key (for .env.example)
+    end_line: int = 0  # the last line of the statement (a quoted value can span lines)
+    inherited: bool = False  # a bare `KEY` line: Compose takes the value from the environment
+    quote: str = ""  # "'", '"' or "" (unquoted)
 
 
 @dataclass
@@ -31,114 +75,224 @@ class EnvFile:
     path: Path
     entries: list[Entry] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)
+    text: str = ""  # what was parsed (BOM removed; undecodable bytes as surrogate escapes)
+    comment_lines: frozenset[int] = frozenset()  # lines that hold only a comment
 
     @property
     def values(self) -> dict[str, str]:
-        """Key -> value; the last assignment wins, as in Compose."""
-        return {e.key: e.value for e in self.entries}
+        """Key -> value as written (before interpolation); the last assignment wins, as in Compose.
+
+        Inherited keys (a bare ``KEY`` line) are left out: their value is the environment's.
+        """
+        return {e.key: e.value for e in self.entries if not e.inherited}
 
     def keys(self) -> list[str]:
+        """Every key the file names, inherited ones included, in order of first appearance."""
         seen: dict[str, None] = {}
         for e in self.entries:
             seen.setdefault(e.key)
         return list(seen)
 
 
-_ESCAPE = re.compile(r"\\(.)", re.S)
-_UNESCAPE = {"n": "\n", "r": "\r", '"': '"', "\\": "\\"}
+def _expand_escapes(value: str) -> str:
+    """Compose's ``expandEscapes`` (Go's ``strconv.UnquoteChar`` on each matched escape)."""
+
+    def one(m: re.Match[str]) -> str:
+        text = m.group(0)
+        if text == "\\$":
+            return "$$"  # Compose hands `$$` (a literal dollar) to interpolation
+        if text.startswith("\\0"):
+            digits = text[2:]  # `\0ddd` is read as Go's `\ddd`: exactly three octal digits, <= 255
+            if len(digits) == 3 and all(d in "01234567" for d in digits) and int(digits, 8) <= 255:
+                return chr(int(digits, 8))
+            return text
+        return _SIMPLE_ESCAPES.get(text[1], text)
+
+    return _ESCAPE.sub(one, value)
 
 
-def _closing_double_quote(raw: str) -> int:
-    """Index of the ``"`` that closes the one at 0 (a backslash escapes the next character)."""
-    i = 1
-    while i < len(raw):
-        if raw[i] == "\\":
-            i += 2
-            continue
-        if raw[i] == '"':
-            return i
-        i += 1
-    return -1
+class _Scanner:
+    """One pass over the text, statement by statement, as Compose's ``parser.parse`` does.
 
+    Compose stops at the first error; this scanner records it with its line and resumes at
+    the next line, so that every other key is still known (for line numbers in findings).
+    """
 
-def _unquote(raw: str) -> tuple[str, str | None]:
-    """Value of the right-hand side, or an error message."""
-    raw = raw.strip()
-    if not raw:
-        return "", None
-    quote = raw[0]
-    if quote in "'\"":
-        end = raw.find(quote, 1) if quote == "'" else _closing_double_quote(raw)
-        if end < 0:
-            return "", f"unterminated {quote} quote"
-        inner = raw[1:end]
-        rest = raw[end + 1 :].strip()
-        if rest and not rest.startswith("#"):
-            return "", f"unexpected text after the closing quote: {rest[:20]!r}"
-        if quote == '"':  # one pass, so that an escaped backslash is never read as a new escape
-            inner = _ESCAPE.sub(lambda m: _UNESCAPE.get(m.group(1), m.group(0)), inner)
-        return inner, None
-    # unquoted: an inline comment starts at " #"
-    value = re.split(r"\s+#", raw, maxsplit=1)[0]
-    return value.strip(), None
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+        self.entries: list[Entry] = []
+        self.errors: list[tuple[int, str]] = []
+        self.comment_lines: set[int] = set()
+
+    def line_of(self, offset: int) -> int:
+        return bisect.bisect_left(self.newlines, offset) + 1
+
+    def _line_start(self, offset: int) -> bool:
+        """Whether only blanks precede ``offset`` on its line."""
+        i = offset - 1
+        while i >= 0 and self.text[i] != "\n":
+            if not _is_space(self.text[i]):
+                return False
+            i -= 1
+        return True
+
+    def _next_line(self, offset: int) -> int:
+        end = self.text.find("\n", offset)
+        return len(self.text) if end < 0 else end + 1
+
+    def _statement_start(self, i: int) -> int:
+        """``getStatementStart``: skip blanks and comments; len(text) at the end."""
+        text, n = self.text, len(self.text)
+        while True:
+            while i < n and _is_space(text[i]):
+                i += 1
+            if i >= n or text[i] != "#":
+                return i
+            if self._line_start(i):
+                self.comment_lines.add(self.line_of(i))
+            end = text.find("\n", i)
+            if end < 0:
+                return n
+            i = end
+
+    def _error(self, offset: int, message: str) -> int:
+        self.errors.append((self.line_of(offset), message))
+        return self._next_line(offset)
+
+    def run(self) -> None:
+        text, n = self.text, len(self.text)
+        i = 0
+        while True:
+            i = self._statement_start(i)
+            if i >= n:
+                return
+            start = i
+            m = _EXPORT.match(text, i)
+            if m:
+                i += len("export")
+                while i < n and text[i] in _BLANK:
+                    i += 1
+            if i >= n:
+                self._error(start, "`export` with no variable name after it")
+                return
+            key_start, j, terminator = i, i, ""
+            while j < n:
+                ch = text[j]
+                if ch in "=:\n":
+                    terminator = ch
+                    break
+                if ch not in _BLANK and not _key_char(ch):
+                    break
+                j += 1
+            if j < n and not terminator:
+                name = text[key_start:self._next_line(key_start)].rstrip("\n")
+                i = self._error(j, f"unexpected character {ch!r} in variable name {name[:40]!r}")
+                continue
+            if not terminator:  # the last line, with no `=`, `:` or newline: Compose names it ""
+                key, after = "", key_start
+            else:
+                key, after = text[key_start:j], j + 1
+                while key and _is_space(key[-1]):  # Go's TrimRightFunc(key, unicode.IsSpace)
+                    key = key[:-1]
+            if " " in key:
+                i = self._error(key_start, f"variable name {key[:40]!r} contains a space")
+                continue
+            if terminator == "\n":  # a bare KEY line: inherited from the environment
+                if key:
+                    self.entries.append(Entry(key, "", self.line_of(start), end_line=self.line_of(start),
+                                              inherited=True))
+                i = after
+                continue
+            v = after
+            while v < n and text[v] in _BLANK:
+                v += 1
+            if v < n and text[v] in "'\"":
+                i = self._quoted(start, key, v)
+            else:
+                end = text.find("\n", v)
+                end = n if end < 0 else end
+                raw = text[v:end].split(" #", 1)[0]
+                while raw and _is_space(raw[-1]):
+                    raw = raw[:-1]
+                self.entries.append(Entry(key, raw, self.line_of(start), end_line=self.line_of(start)))
+                i = end + 1
+
+    def _quoted(self, start: int, key: str, v: int) -> int:
+        """``extractVarValue`` for a quoted value; returns where the next statement may start."""
+        text, n = self.text, len(self.text)
+        quote, chars, escaped, k = text[v], [], False, v + 1
+        while k < n:
+            ch = text[k]
+            if ch != quote:
+                if not escaped and ch == "\\":
+                    escaped = True
+                elif escaped:
+                    escaped = False
+                    chars += ["\\", ch]
+                else:
+                    chars.append(ch)
+                k += 1
+                continue
+            if escaped:  # \' or \" (whichever is the quote) is the quote itself
+                escaped = False
+                chars.append(ch)
+                k += 1
+                continue
+            value = "".join(chars)
+            if quote == '"':
+                value = _expand_escapes(value)
+            self.entries.append(Entry(key, value, self.line_of(start), end_line=self.line_of(k), quote=quote))
+            return k + 1
+        return self._error(start, f"unterminated {quote} quote (the value runs to the end of the file)")
 
 
 def parse_text(text: str, path: Path) -> EnvFile:
-    """Parse dotenv text; never raises, malformed lines go to ``errors``."""
-    env = EnvFile(path)
+    """Parse dotenv text the way Compose does; never raises, malformed statements go to ``errors``."""
     if text.startswith("\ufeff"):
         text = text[1:]
-    comment: list[str] = []
-    # Lines end at "\n" only, as in Compose: str.splitlines() would also split at a form feed,
-    # NEL or U+2028 inside a value or comment and report lines that do not exist.
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
-        stripped = line.strip()
-        if not stripped:
-            comment = []
-            continue
-        if stripped.startswith("#"):
-            comment.append(stripped.lstrip("#").strip())
-            continue
-        body = stripped[len("export ") :].lstrip() if stripped.startswith("export ") else stripped
-        if "=" not in body:
-            env.errors.append((number, "expected KEY=VALUE"))
-            comment = []
-            continue
-        key, _, rhs = body.partition("=")
-        key = key.strip()
-        if not _KEY.match(key):
-            env.errors.append((number, f"invalid variable name {key[:40]!r}"))
-            comment = []
-            continue
-        value, err = _unquote(rhs)
-        if err:
-            env.errors.append((number, err))
-        else:
-            env.entries.append(Entry(key, value, number, " ".join(comment)))
-        comment = []
+    scanner = _Scanner(text)
+    scanner.run()
+    env = EnvFile(path, text=text, errors=scanner.errors, comment_lines=frozenset(scanner.comment_lines))
+    lines = text.split("\n")
+    for e in scanner.entries:
+        block = _comment_block(env, e.line)
+        comment = " ".join(lines[n - 1].strip().lstrip("#").strip() for n in block)
+        env.entries.append(Entry(e.key, e.value, e.line, comment, e.end_line, e.inherited, e.quote))
     return env
 
 
+def _comment_block(env: EnvFile, line: int) -> range:
+    """The comment-only lines directly above ``line`` (no blank line between)."""
+    first = line
+    while first - 1 in env.comment_lines:
+        first -= 1
+    return range(first, line)
+
+
+def decode(data: bytes) -> str:
+    """Text of a dotenv file. Compose reads bytes, so undecodable bytes survive as surrogate escapes."""
+    return data.decode("utf-8", "surrogateescape")
+
+
 def read(path: Path) -> EnvFile:
-    """Parse ``path``; a missing file is an empty EnvFile, undecodable bytes an error."""
+    """Parse ``path``; a missing file is an empty EnvFile."""
+    data = _read_bytes(path)
+    return EnvFile(path) if data is None else parse_text(decode(data), path)
+
+
+def _read_bytes(path: Path) -> bytes | None:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
-        return EnvFile(path)
+        return None
     except OSError as exc:
         raise ToolkitError(f"cannot read {path}: {exc.strerror}", where=str(path),
                            fix=f"make {path} readable") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ToolkitError(f"{path} is not UTF-8 text (byte {exc.start})", where=str(path),
-                           fix=f"re-save {path} as UTF-8") from None
-    return parse_text(text, path)
 
 
 def raise_on_errors(env: EnvFile) -> None:
-    """A malformed line stops the task with the file, the line and the fix."""
+    """A line Compose would refuse stops the task with the file, the line and the fix."""
     if not env.errors:
         return
     number, message = env.errors[0]
@@ -146,7 +300,8 @@ def raise_on_errors(env: EnvFile) -> None:
     raise ToolkitError(
         f"malformed line in {env.path.name}: {message}{more}",
         where=f"{env.path}:{number}",
-        fix="write the line as KEY=value (quote values with spaces), or delete it; compare with .env.example",
+        fix="write the line as KEY=value (quote a value that has spaces or `#`), or delete it; "
+        "compare with .env.example",
     )
 
 
@@ -156,49 +311,110 @@ class EnvResult:
     added: list[str]
 
 
+@dataclass(frozen=True)
+class _Group:
+    """Statements of the example that share lines, and the lines to copy for them."""
+
+    first: int  # first line to copy (the comment block above included)
+    last: int
+    entries: tuple[Entry, ...]
+
+    @property
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys(e.key for e in self.entries))
+
+
+def _groups(example: EnvFile) -> list[_Group]:
+    """Statements grouped by the lines they share (``A="x" B=y`` is one group of two)."""
+    out: list[_Group] = []
+    for e in example.entries:
+        end = max(e.end_line, e.line)
+        if out and e.line <= out[-1].last:
+            g = out[-1]
+            out[-1] = _Group(g.first, max(g.last, end), (*g.entries, e))
+        else:
+            out.append(_Group(_comment_block(example, e.line).start, end, (e,)))
+    return out
+
+
+def _target(env_path: Path) -> Path:
+    """Where ``.env``'s bytes live: the file itself, or the end of its symlink chain."""
+    return Path(os.path.realpath(env_path)) if env_path.is_symlink() else env_path
+
+
 def ensure(env_path: Path, example_path: Path) -> EnvResult:
-    """Create ``.env`` from the example, or append the keys it lacks; never edit a value."""
-    example = read(example_path)
-    if not example_path.exists():
+    """Create ``.env`` from the example, or append the example's lines for the keys it lacks.
+
+    Never edits a value: the bytes already in ``.env`` stay as they are, and the appended
+    lines are the example's own, copied verbatim (no re-quoting, so ``${HOME}/data`` means
+    what it means in the example).
+    """
+    example_data = _read_bytes(example_path)
+    if example_data is None:
         raise ToolkitError(f"{example_path.name} is missing", where=str(example_path),
                            fix="restore it from git: `git checkout -- .env.example`")
+    example = parse_text(decode(example_data), example_path)
     raise_on_errors(example)
-    if not env_path.exists():
-        data = example_path.read_bytes()
-        created = fsutil.create_exclusive(env_path, data, 0o600)
+    target = _target(env_path)
+    if not target.exists():
+        created = fsutil.create_exclusive(target, example_data, 0o600)
         if created:
             return EnvResult(True, example.keys())
-    current = read(env_path)
-    raise_on_errors(current)
+    for _ in range(5):  # another writer changed .env while we worked: start again from its new bytes
+        original = _read_bytes(target) or b""
+        current = parse_text(decode(original), env_path)
+        raise_on_errors(current)
+        groups = _missing_groups(current, example, example_path)
+        if not groups:
+            return EnvResult(False, [])
+        data = _appended(original, current, example, groups, env_path)
+        st = target.stat()
+        if _read_bytes(target) != original:
+            continue
+        fsutil.atomic_write(target, data, stat.S_IMODE(st.st_mode), owner=(st.st_uid, st.st_gid))
+        return EnvResult(False, [k for g in groups for k in g.keys])
+    raise ToolkitError(f"{env_path} kept changing while `invoke env` appended to it", where=str(env_path),
+                       fix="stop the other program writing it, then run `invoke env` again")
+
+
+def _missing_groups(current: EnvFile, example: EnvFile, example_path: Path) -> list[_Group]:
     have = set(current.keys())
-    missing = [e for e in _last_by_key(example.entries) if e.key not in have]
-    if not missing:
-        return EnvResult(False, [])
-    original = env_path.read_bytes()
-    newline = b"\r\n" if b"\r\n" in original else b"\n"
-    block = [b"", b"# Added by `invoke env` from .env.example"]
-    for e in missing:
-        if e.comment:
-            block.append(f"# {e.comment}".encode())
-        block.append(f"{e.key}={_quote(e.value)}".encode())
-    prefix = original if not original or original.endswith(b"\n") else original + newline
-    fsutil.atomic_write(env_path, prefix + newline.join(block[1:] if not original else block) + newline,
-                        env_path.stat().st_mode & 0o777)
-    return EnvResult(False, [e.key for e in missing])
+    out = []
+    for g in _groups(example):
+        missing = [k for k in g.keys if k not in have]
+        if missing and len(missing) < len(g.keys):
+            raise ToolkitError(
+                f"{example_path.name} sets {', '.join(g.keys)} on the same line(s) and .env lacks only "
+                f"{', '.join(missing)}: copying the line would also reset the others",
+                where=f"{example_path}:{g.entries[0].line}",
+                fix=f"add {', '.join(missing)} to .env by hand, or write one variable per line in "
+                f"{example_path.name}",
+            )
+        if missing:
+            out.append(g)
+    return out
 
 
-def _last_by_key(entries: list[Entry]) -> list[Entry]:
-    out: dict[str, Entry] = {}
-    for e in entries:
-        out[e.key] = e
-    return sorted(out.values(), key=lambda e: e.line)
-
-
-def _quote(value: str) -> str:
-    """``value`` as the right-hand side of a line that :func:`parse_text` reads back unchanged."""
-    if value == "" or re.fullmatch(r"[A-Za-z0-9_./:@,+\-]*", value):
-        return value
-    if "'" not in value and "\n" not in value and "\r" not in value:
-        return "'" + value + "'"
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-    return '"' + escaped + '"'
+def _appended(original: bytes, current: EnvFile, example: EnvFile, groups: list[_Group], env_path: Path) -> bytes:
+    """``original`` plus the example's lines for ``groups``, checked to change no statement of it."""
+    newline = "\r\n" if b"\r\n" in original else "\n"
+    lines = example.text.split("\n")
+    block = [newline] if original else []
+    block.append(f"# Added by `invoke env` from .env.example{newline}")
+    for g in groups:
+        block.append("\n".join(lines[g.first - 1:g.last]) + "\n")  # each line keeps its own "\r"
+    head = original if not original or original.endswith(b"\n") else original + newline.encode()
+    data = head + "".join(block).encode("utf-8", "surrogateescape")
+    after = parse_text(decode(data), env_path)
+    boundary = current.text.count("\n") + 1  # the last line that held the old bytes
+    old = [(e.key, e.value, e.inherited, e.line) for e in after.entries if e.line <= boundary]
+    new = [(e.key, e.value, e.inherited) for e in after.entries if e.line > boundary]
+    wanted = [(e.key, e.value, e.inherited) for g in groups for e in g.entries]
+    if after.errors or old != [(e.key, e.value, e.inherited, e.line) for e in current.entries] or new != wanted:
+        last = current.entries[-1].line if current.entries else boundary
+        raise ToolkitError(
+            f"appending to {env_path.name} would change how Compose reads its last line",
+            where=f"{env_path}:{last}",
+            fix=f"end {env_path.name} with a newline after a complete KEY=value line, then run `invoke env` again",
+        )
+    return data

@@ -39,7 +39,11 @@ def _fail(path: Path, exc: OSError, action: str) -> ToolkitError:
     return ToolkitError(f"cannot {action} {path}: {reason}", where=str(path), fix=fix)
 
 
-def _fill(fd: int, data: bytes, mode: int) -> None:
+def _fill(fd: int, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
+    if owner is not None:
+        st = os.fstat(fd)
+        if owner != (st.st_uid, st.st_gid):
+            os.fchown(fd, *owner)  # before fchmod: chown clears set-id bits
     os.fchmod(fd, mode)
     view = memoryview(data)
     while view:
@@ -48,10 +52,10 @@ def _fill(fd: int, data: bytes, mode: int) -> None:
     os.fsync(fd)
 
 
-def _write_temp(path: Path, data: bytes, mode: int) -> str:
+def _write_temp(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> str:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        _fill(fd, data, mode)
+        _fill(fd, data, mode, owner)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -64,7 +68,7 @@ def _write_temp(path: Path, data: bytes, mode: int) -> str:
 _PROC_FD = "/proc/self/fd"
 
 
-def _write_unnamed(path: Path, data: bytes, mode: int) -> int | None:
+def _write_unnamed(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> int | None:
     """An open fd of a complete, fsynced file with no name yet (``O_TMPFILE``), or None.
 
     None means the platform or filesystem cannot do it; the caller then uses a named temp
@@ -80,7 +84,7 @@ def _write_unnamed(path: Path, data: bytes, mode: int) -> int | None:
             return None  # old kernel or a filesystem without O_TMPFILE
         raise
     try:
-        _fill(fd, data, mode)
+        _fill(fd, data, mode, owner)
     except BaseException:
         os.close(fd)
         raise
@@ -110,12 +114,16 @@ def _fsync_dir(directory: Path) -> None:
             os.close(dfd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` atomically (temp file + fsync + rename)."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, owner: tuple[int, int] | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file + fsync + rename).
+
+    ``owner`` (uid, gid) is given to the new file before it takes the name, so that
+    replacing a file owned by someone else keeps its owner (needs the right to chown).
+    """
     try:
-        fd = _write_unnamed(path, data, mode)
+        fd = _write_unnamed(path, data, mode, owner)
         if fd is None:
-            tmp = _write_temp(path, data, mode)
+            tmp = _write_temp(path, data, mode, owner)
         else:
             try:
                 while True:  # a name only for the complete file, then the atomic rename

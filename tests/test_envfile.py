@@ -1,0 +1,213 @@
+"""``.env`` as Compose reads it: the reader agrees with Compose, and ``invoke env`` changes nothing Compose sees.
+
+The oracle is Compose itself: ``docker compose config --environment`` prints the variables
+Compose took from ``.env`` (issue #12, item 1). Every test here uses the real Compose binary;
+nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run_invoke
+
+from readiness import envfile, fsutil
+from readiness.errors import ToolkitError
+
+MINIMAL = "services:\n  s:\n    image: busybox:1.36.1\n"
+#: What Compose adds to the environment of its own (not from .env).
+NOT_FROM_ENV_FILE = ("PATH", "HOME", "PWD", "COMPOSE_PROJECT_NAME", "DOCKER_CLI_PLUGIN_", "DOCKER_CONFIG")
+
+
+class ComposeRefused(Exception):
+    pass
+
+
+def compose_view(directory: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables Compose reads from ``directory/.env`` (``config --environment``).
+
+    Compose prints ``KEY=value`` lines; a value that spans lines continues on lines with no
+    ``=`` (the cases below are written so that this reading is unambiguous). The process
+    environment is reduced to PATH, HOME and DOCKER_CONFIG (to find the plugin), so
+    every other variable printed comes from the file.
+    """
+    if not (directory / "docker-compose.yml").exists():
+        (directory / "docker-compose.yml").write_text(MINIMAL)
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "DOCKER_CONFIG") if k in os.environ}
+    env.setdefault("DOCKER_CONFIG", str(Path.home() / ".docker"))  # the plugin, even with another HOME
+    env.update(extra or {})
+    res = subprocess.run(["docker", "compose", "--project-directory", str(directory), "config", "--environment"],
+                         cwd=directory, env=env, capture_output=True, text=True, errors="surrogateescape", timeout=60)
+    if res.returncode != 0:
+        raise ComposeRefused(res.stderr.strip())
+    view: dict[str, str] = {}
+    last = None
+    for line in res.stdout.removesuffix("\n").split("\n"):
+        if "=" in line:
+            last, _, value = line.partition("=")
+            view[last] = value
+        elif last is not None:
+            view[last] += "\n" + line
+    return {k: v for k, v in view.items() if not k.startswith(NOT_FROM_ENV_FILE) and k not in (extra or {})}
+
+
+def write_env(directory: Path, text: str) -> envfile.EnvFile:
+    (directory / ".env").write_bytes(text.encode())
+    return envfile.read(directory / ".env")
+
+
+# ------------------------------------------------------------------ the reader agrees with Compose
+
+ACCEPTED = {
+    # name: (text, {key: line}) -- every key the reader must find, on the line it is written
+    "bare key (taken from the environment)": ("INHERITED\nB=2\n", {"INHERITED": 1, "B": 2}),
+    "yaml-style KEY: value": ("A: value\nB:x # comment\n", {"A": 1, "B": 2}),
+    "multi-line double quotes": ('A="line one\nline two"\nB=3\n', {"A": 1, "B": 3}),
+    "multi-line single quotes": ("# note\nA='one\n\ntwo'\nB=3\n", {"A": 2, "B": 5}),
+    "escaped single quote": ("A='it\\'s'\n", {"A": 1}),
+    "key starting with a digit": ("1A=x\nB=y\n", {"1A": 1, "B": 2}),
+    "two assignments on one line": ('A="x" B=y\n', {"A": 1, "B": 1}),
+    "export, spaces and CRLF": ("  export   A = x  \r\nB='y'\r\n", {"A": 1, "B": 2}),
+    "unicode, dots, dashes, brackets": ("é=1\nk.y=2\nDB-URL=3\nA[0]=4\n", {"é": 1, "k.y": 2, "DB-URL": 3, "A[0]": 4}),
+    "comment right after a quote": ('A="x"# c\nB=\'y\'\t# c\n', {"A": 1, "B": 2}),
+    "escapes in double quotes": ('A="tab\\tnew\\\\n \\$HOME \\0123 \\c"\n', {"A": 1}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_reader_accepts_what_compose_accepts(name, tmp_path, docker):
+    text, where = ACCEPTED[name]
+    parsed = write_env(tmp_path, text)
+    view = compose_view(tmp_path, {"INHERITED": "from-the-shell"})
+    assert parsed.errors == [], parsed.errors
+    assert {e.key: e.line for e in parsed.entries} == where
+    assigned = {e.key: e.value for e in parsed.entries if not e.inherited}
+    assert set(assigned) == set(view), (assigned, view)
+    for key, value in assigned.items():  # no `$` to interpolate here but `\$HOME`: Compose's value is ours
+        assert view[key] == value.replace("$$", "$"), key
+    assert [e.key for e in parsed.entries if e.inherited] == (["INHERITED"] if "INHERITED" in text else [])
+
+
+REFUSED = {
+    "space in a key": ("A=1\nA B=x\n", 2),
+    "dollar in a key": ("A=1\n\nA$=x\n", 3),
+    "unterminated quote": ('A=1\nB="open\nC=2\n', 2),
+    "export with no name at the end": ("A=1\nexport ", 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_reader_refuses_what_compose_refuses_and_names_the_line(name, tmp_path, docker):
+    text, line = REFUSED[name]
+    parsed = write_env(tmp_path, text)
+    with pytest.raises(ComposeRefused):
+        compose_view(tmp_path)
+    assert parsed.errors and parsed.errors[0][0] == line, parsed.errors
+    with pytest.raises(ToolkitError) as exc:
+        envfile.raise_on_errors(parsed)
+    assert exc.value.where == f"{tmp_path / '.env'}:{line}"
+
+
+# ------------------------------------------------------------------ appending changes nothing Compose sees
+
+
+def test_appended_lines_are_the_examples_lines_verbatim(tmp_path, docker):
+    example = ("A=1\n\n# Where the data lives; ${HOME} is expanded by Compose.\n# (second comment line)\n"
+               "DATA_ROOT=${HOME}/data\nQUOTED=\"two\\nlines\"  # kept as written\n")
+    (tmp_path / ".env.example").write_text(example)
+    write_env(tmp_path, "A=mine\n")
+    result = envfile.ensure(tmp_path / ".env", tmp_path / ".env.example")
+    assert result.added == ["DATA_ROOT", "QUOTED"]
+    after = (tmp_path / ".env").read_text()
+    assert after.startswith("A=mine\n")
+    assert after.endswith(example.split("\n\n", 1)[1]), after
+    view = compose_view(tmp_path, {"HOME": "/home/someone"})
+    assert view == {"A": "mine", "DATA_ROOT": "/home/someone/data", "QUOTED": "two\nlines"}
+
+
+def test_invoke_env_keeps_composes_view_of_every_variable(mini, docker):
+    """`invoke env` on a .env in every syntax Compose accepts: Compose sees the same values after."""
+    env = mini / ".env"
+    env.write_bytes(
+        b"\xef\xbb\xbf# mine\r\nLOCAL_DOMAIN: example.test\r\nINHERITED\r\nexport BIND_ADDRESS='127.0.0.1'\r\n"
+        b"NOTE=\"first\r\nsecond\"\r\n1ST=digit\r\nLATIN=caf\xe9\r\nWEB_PORT=${PORT_FROM_SHELL:-1}0"
+    )
+    before = compose_view(mini, {"INHERITED": "shell"})
+    result = run_invoke(mini, "env", env={"INHERITED": "shell"})
+    assert result.returncode == 0, result.stderr
+    after = compose_view(mini, {"INHERITED": "shell"})
+    for key, value in before.items():
+        assert after.get(key) == value, key
+    example = envfile.read(mini / ".env.example")
+    assert set(after) == set(before) | set(example.keys())
+    assert env.read_bytes().startswith(b"\xef\xbb\xbf# mine\r\nLOCAL_DOMAIN: example.test\r\n")
+    again = run_invoke(mini, "env", env={"INHERITED": "shell"})
+    assert again.returncode == 0 and "nothing changed" in again.stdout
+
+
+def test_a_symlinked_env_stays_a_symlink(tmp_path):
+    (tmp_path / ".env.example").write_text("A=1\nB=2\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "real.env").write_text("A=mine\n")
+    (tmp_path / ".env").symlink_to("shared/real.env")
+    assert envfile.ensure(tmp_path / ".env", tmp_path / ".env.example").added == ["B"]
+    assert (tmp_path / ".env").is_symlink() and os.readlink(tmp_path / ".env") == "shared/real.env"
+    assert (shared / "real.env").read_text().startswith("A=mine\n")
+    assert envfile.read(tmp_path / ".env").values == {"A": "mine", "B": "2"}
+    assert sorted(p.name for p in shared.iterdir()) == ["real.env"]  # no temp file left beside the target
+
+
+def test_a_dangling_env_symlink_gets_its_target_created(tmp_path):
+    (tmp_path / ".env.example").write_text("A=1\n")
+    (tmp_path / ".env").symlink_to("real.env")
+    assert envfile.ensure(tmp_path / ".env", tmp_path / ".env.example").created
+    assert (tmp_path / ".env").is_symlink() and (tmp_path / "real.env").read_text() == "A=1\n"
+
+
+def test_owner_and_mode_of_env_are_kept(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("giving a file another owner needs root (CI runs as root)")
+    (tmp_path / ".env.example").write_text("A=1\nB=2\n")
+    env = tmp_path / ".env"
+    env.write_text("A=mine\n")
+    os.chown(env, 1234, 2345)
+    env.chmod(0o640)
+    envfile.ensure(env, tmp_path / ".env.example")
+    st = env.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 2345, 0o640)
+    assert env.read_text().startswith("A=mine\n") and "B=2" in env.read_text()
+
+
+def test_atomic_write_can_keep_an_owner(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("giving a file another owner needs root (CI runs as root)")
+    target = tmp_path / "f"
+    fsutil.atomic_write(target, b"x", 0o640, owner=(4321, 5432))
+    st = target.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), target.read_bytes()) == (4321, 5432, 0o640, b"x")
+
+
+def test_a_line_that_cannot_take_a_newline_is_not_appended_to(tmp_path, docker):
+    """`A` at the very end, with no newline, is a variable named "" for Compose: appending would change it."""
+    (tmp_path / ".env.example").write_text("A=1\nB=2\n")
+    write_env(tmp_path, "A=1\nLAST")
+    assert compose_view(tmp_path) == {"A": "1", "": "LAST"}
+    with pytest.raises(ToolkitError) as exc:
+        envfile.ensure(tmp_path / ".env", tmp_path / ".env.example")
+    assert exc.value.where == f"{tmp_path / '.env'}:2"
+    assert (tmp_path / ".env").read_text() == "A=1\nLAST"
+
+
+def test_half_a_line_is_never_copied(tmp_path):
+    """Two keys on one example line, one of them already in .env: copying the line would reset it."""
+    (tmp_path / ".env.example").write_text("A=1\nB='2' C=3\n")
+    write_env(tmp_path, "A=1\nB=mine\n")
+    with pytest.raises(ToolkitError) as exc:
+        envfile.ensure(tmp_path / ".env", tmp_path / ".env.example")
+    assert exc.value.where.endswith(".env.example:2") and "C" in exc.value.message
+    assert (tmp_path / ".env").read_text() == "A=1\nB=mine\n"
