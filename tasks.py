@@ -1,142 +1,129 @@
 """Readiness tasks for the core stack (Invoke).
 
     invoke bootstrap   # env -> secrets -> certs -> dirs -> networks -> config -> preflight
-    invoke up          # bootstrap, then docker compose up -d --wait
+    invoke up          # bootstrap, pull what is missing, start, wait until healthy, print the URLs
     invoke health      # every service healthy, every endpoint answering
 
-Each task is a thin row: the work lives in ``readiness.steps``. Expected failures print one
-paragraph (what, where, fix) and exit non-zero; they never print a traceback or a secret.
+Each task is a thin row: the work lives in ``readiness.steps`` under the task's own name.
+Every task ends through ``readiness.cli.ToolkitTask``: a failure prints one paragraph (what,
+where, fix) -- or one JSON document with ``--json`` -- and exits non-zero (1 a check failed,
+2 usage, 127 a missing tool, 130 interrupted); never a traceback, never a secret.
 """
 
 from __future__ import annotations
 
-import functools
-import sys
-
-from invoke import Exit, task
+from invoke import task as invoke_task
 
 from readiness import steps
-from readiness.errors import ToolkitError
+from readiness.cli import ToolkitTask
 
 PROJECT = steps.project_dir()
+JSON = {"json": "print one JSON document on stdout (schemas/ documents its shape)"}
 
 
-def guarded(fn):
-    """Turn a ToolkitError into its message and exit code instead of a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ToolkitError as exc:
-            print(exc.render(), file=sys.stderr, flush=True)
-            raise Exit(code=exc.code) from None
-
-    return wrapper
+def task(*args, **kwargs):
+    """``@task`` with the toolkit's task class (one place for errors, exit codes and --json)."""
+    return invoke_task(*args, klass=ToolkitTask, **kwargs)
 
 
 @task
-@guarded
 def env(c):
     """Create .env from .env.example, or add the keys it lacks; never edits a value."""
     steps.env(PROJECT)
 
 
-@task(pre=[env])
-@guarded
+@task
 def secrets(c):
     """Create every missing file-backed secret (CSPRNG, atomic, never overwrites)."""
+    steps.env(PROJECT)
     steps.secrets(PROJECT)
 
 
-@task(pre=[env])
-@guarded
+@task
 def certs(c):
     """Create or renew the mkcert TLS pair in secrets/certs/ when it is not valid."""
-    steps.certificates(PROJECT)
+    steps.env(PROJECT)
+    steps.certs(PROJECT)
 
 
-@task(pre=[env])
-@guarded
-def dirs(c):
-    """Create every bind-mount source directory with the owner its container needs."""
-    steps.data_dirs(PROJECT)
-
-
-@task(pre=[env])
-@guarded
-def networks(c):
-    """Create every external network the stack uses."""
-    steps.external_networks(PROJECT)
+@task(help={"repair": "also give existing data directories the owner their container needs"})
+def dirs(c, repair=False):
+    """Create every bind-mount data directory with the owner its container needs (through the engine)."""
+    steps.env(PROJECT)
+    steps.dirs(PROJECT, repair=repair)
 
 
 @task
-@guarded
+def networks(c):
+    """Create every external network the stack uses."""
+    steps.env(PROJECT)
+    steps.networks(PROJECT)
+
+
+@task
 def lint(c):
     """yamllint (the repository's .yamllint) on every YAML file of the stack."""
     steps.lint(PROJECT)
 
 
-@task(pre=[env])
-@guarded
+@task
 def config(c):
     """docker compose config; any warning (an unset variable, say) is a failure."""
+    steps.env(PROJECT)
     steps.config(PROJECT)
 
 
-@task(help={"json": "print findings as JSON"})
-@guarded
+@task(help=JSON)
 def preflight(c, json=False):
     """Read-only checks: exit 0 only when nothing blocks boot."""
-    code = steps.run_preflight(PROJECT, as_json=json)
-    if code:
-        raise Exit(code=code)
+    return steps.preflight_step(PROJECT)
 
 
-@task(pre=[env, secrets, certs, dirs, networks, config, preflight])
-def bootstrap(c):
+@task(help=JSON)
+def bootstrap(c, json=False):
     """Prepare every prerequisite of the stack, then prove it with preflight."""
-    steps.say("bootstrap", "done: the stack is ready to boot (`invoke up`)")
+    return steps.bootstrap(PROJECT)
 
 
-@task(pre=[bootstrap], help={"timeout": "seconds to wait for every service to be healthy"})
-@guarded
-def up(c, timeout=600):
-    """Bootstrap, then docker compose up -d --wait; on failure, say which service and why."""
-    steps.up(PROJECT, int(timeout))
+@task(help={"timeout": "seconds to wait for every service to be healthy (pulls have no limit)", **JSON})
+def up(c, timeout=600, json=False):
+    """Bootstrap, pull what is missing, start and wait until healthy; then say where everything lives."""
+    return steps.up(PROJECT, int(timeout))
 
 
-@task(help={"json": "print checks as JSON", "wait": "retry until every check passes or --timeout",
-            "timeout": "seconds to wait with --wait", "interval": "longest pause between attempts (s)"})
-@guarded
+@task(help={"wait": "retry until every check passes or --timeout", "timeout": "seconds to wait with --wait",
+            "interval": "longest pause between attempts (s)", **JSON})
 def health(c, json=False, wait=False, timeout=120, interval=0.5):
     """Containers healthy and every endpoint answering (HTTPS through Traefik, TCP)."""
-    code = steps.run_health(PROJECT, as_json=json, wait=wait, timeout=float(timeout), interval=float(interval))
-    if code:
-        raise Exit(code=code)
+    return steps.health(PROJECT, wait=wait, timeout=float(timeout), interval=float(interval))
 
 
-@task(help={"volumes": "also remove named volumes (data in bind-mounted dirs is never removed)"})
-@guarded
-def down(c, volumes=False):
-    """Stop and remove the stack's containers; keeps data and secrets."""
-    steps.down(PROJECT, volumes)
-
-
-@task
-@guarded
-def status(c):
+@task(help=JSON)
+def status(c, json=False):
     """State and health of every service's container."""
-    code = steps.status(PROJECT)
-    if code:
-        raise Exit(code=code)
+    return steps.status(PROJECT)
 
 
-@task(help={"service": "the service, or `all`", "tail": "lines per service",
-                                    "follow": "keep streaming"})
-@guarded
+@task(help=JSON)
+def urls(c, json=False):
+    """Where the stack lives: each service's URL, user name and password file; connection strings."""
+    return steps.urls(PROJECT)
+
+
+@task(help={"service": "the service, or `all`", "tail": "lines per service", "follow": "keep streaming"})
 def logs(c, service, tail=100, follow=False):
     """Logs of one service, or of every service: invoke logs SERVICE | invoke logs all."""
-    code = steps.logs(PROJECT, service, int(tail), follow)
-    if code:
-        raise Exit(code=code)
+    return steps.logs(PROJECT, service, int(tail), follow)
+
+
+@task(help={"volumes": "also remove named volumes (data in bind-mounted dirs is never removed)", **JSON})
+def down(c, volumes=False, json=False):
+    """Stop and remove the stack's containers; keeps data and secrets."""
+    return steps.down(PROJECT, volumes)
+
+
+@task(help={"yes": "confirm: the data is deleted for good", "service": "only this service's data (repeatable)"},
+      iterable=["service"])
+def reset(c, yes=False, service=None):
+    """Stop the stack and delete its data directories through the engine (no sudo); keeps secrets and .env."""
+    return steps.reset(PROJECT, yes=yes, services=list(service or []))

@@ -1,17 +1,34 @@
 """Boot, stop and inspect the stack with Compose, explaining every failure.
 
-``up`` is ``docker compose up -d --wait``; when it fails, the user gets, per service that
-did not become healthy, its state, the last healthcheck output and its last log lines, not
-just Compose's "dependency failed to start".
+``up`` runs in two phases, because they fail for different reasons and take very different
+times on a first boot:
+
+1. **Pull** what the engine lacks (``compose pull --ignore-pull-failures``, JSON progress),
+   with no time limit of its own -- a slow link is not a failure -- one progress line per
+   image at least every few seconds, and a retry for transient network errors. An image that
+   cannot be pulled ends the command *before any container is created*, naming each image,
+   its registry, the variable that sets it and the reason.
+2. **Start and wait** (``compose up -d --wait``): ``--timeout`` covers only this health
+   wait. While it runs, each service's state change is printed (starting, healthy, failed),
+   with a summary line at least every 5 s; when it fails, only the services that failed are
+   diagnosed (state, last healthcheck output, last log lines), and those that never started
+   because a dependency failed are named in one line.
+
+Ctrl-C stops either phase cleanly: exit 130, no traceback, and a line saying what runs.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from . import compose, health, runner
+from . import compose, fsutil, health, output, runner
+from . import engine as enginelib
 from .compose import Model
 from .errors import ToolkitError
 
@@ -20,47 +37,401 @@ from .errors import ToolkitError
 #: providersThrottleDuration (2 s). Without this, `invoke health` right after `invoke up`
 #: could see a 404 for the last service to become healthy (found by the e2e suite).
 ROUTE_SETTLE_SECONDS = 5.0
+#: Longest silence while pulling or waiting before a summary line is printed.
+HEARTBEAT_SECONDS = 4.0
+#: How often the per-service state is polled during the health wait.
+POLL_SECONDS = 1.0
+PULL_ATTEMPTS = 3
+#: Errors worth a retry: the network or the registry hiccuped, the image itself is fine.
+_TRANSIENT = re.compile(r"(?i)timeout|timed out|connection reset|broken pipe|unexpected EOF|\bEOF$|temporar|"
+                        r"TLS handshake|status(?: code)?:? 50[0234]|\b50[234] (?:bad gateway|service unavail|"
+                        r"gateway time)|internal server error|too many requests|toomanyrequests|i/o error")
+COMPAT_FILE = ".readiness/compat/engine-before-25.yml"
 
 
-def _compose(model: Model, *args: str) -> list[str]:
+def compose_args(model: Model, *args: str, extra: list[Path] | None = None) -> list[str]:
     assert model.cli is not None
-    return compose.command(model.cli.argv, model.project_dir, *args)
+    return compose.command(model.cli.argv, model.project_dir, *args, extra_files=extra or [])
 
 
 def engine_hint(stderr: str) -> str | None:
     if "Cannot connect to the Docker daemon" in stderr or "docker daemon running" in stderr:
-        return ("start the Docker engine (Linux: `sudo systemctl start docker`; macOS/WSL2: Docker Desktop), "
-                "then run again")
+        return enginelib.unreachable_fix(None)
     return None
 
 
-def diagnose(model: Model, log_lines: int = 15) -> list[str]:
-    """One paragraph per service that is not healthy, with evidence."""
+# ------------------------------------------------------------------ phase 1: pull
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image the stack uses: its reference, the services that use it, the variable naming it."""
+
+    ref: str
+    services: tuple[str, ...]
+    variable: str | None
+
+    @property
+    def registry(self) -> str:
+        first = self.ref.split("/", 1)[0]
+        return first if "/" in self.ref and ("." in first or ":" in first or first == "localhost") else "docker.io"
+
+
+def images(model: Model) -> list[Image]:
+    """Every image the stack pulls (not built), with the ``*_IMAGE`` variable that sets it."""
+    raw = compose.raw_services(model.project_dir)
+    by_ref: dict[str, list[str]] = {}
+    variables: dict[str, str] = {}
+    for svc, spec in sorted(model.services.items()):
+        ref = spec.get("image")
+        if not ref or spec.get("build"):
+            continue
+        by_ref.setdefault(str(ref), []).append(svc)
+        m = re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", str(raw.get(svc, ("", {}))[1].get("image", "")))
+        if m:
+            variables.setdefault(str(ref), m.group(1))
+    return [Image(ref, tuple(svcs), variables.get(ref)) for ref, svcs in sorted(by_ref.items())]
+
+
+def missing_images(wanted: list[Image]) -> list[Image]:
+    """The images the engine does not have (one ``docker image inspect``)."""
+    if not wanted:
+        return []
+    res = runner.run(["docker", "image", "inspect", "--format", "{{.Id}}", *(i.ref for i in wanted)], timeout=60)
+    if res.ok:
+        return []
+    hint = engine_hint(res.stderr)
+    if hint:
+        raise ToolkitError(f"the Docker engine does not answer: {res.stderr.strip().splitlines()[-1]}", fix=hint)
+    absent = set(re.findall(r"No such image: (\S+)", res.stderr))
+    return [i for i in wanted if i.ref in absent or _normal(i.ref) in {_normal(a) for a in absent}]
+
+
+def _normal(ref: str) -> str:
+    return ref.removeprefix("docker.io/").removeprefix("library/")
+
+
+@dataclass
+class _Pull:
+    image: Image
+    layers: dict[str, tuple[int, int]] = field(default_factory=dict)  # layer -> (current, total)
+    state: str = "waiting"
+    error: str = ""
+    started: float = field(default_factory=time.monotonic)
+    done_bytes: int = 0
+
+    @property
+    def current(self) -> int:
+        return sum(c for c, _ in self.layers.values())
+
+    @property
+    def total(self) -> int:
+        return sum(t for _, t in self.layers.values())
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+class PullProgress:
+    """Turns Compose's JSON pull events into one line per image, never silent for long."""
+
+    def __init__(self, wanted: list[Image], say: Callable[[str], None]) -> None:
+        self.say = say
+        self.pulls = {svc: _Pull(img) for img in wanted for svc in img.services[:1]}
+        self.by_service = {svc: img.services[0] for img in wanted for svc in img.services}
+        self.last_line = time.monotonic()
+        self.last_report: dict[str, float] = {}
+
+    def event(self, line: str) -> None:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(ev, dict):
+            return
+        svc = self.by_service.get(str(ev.get("parent_id") or ev.get("id") or ""))
+        pull = self.pulls.get(svc or "")
+        if pull is None:
+            return
+        text = str(ev.get("text", ""))
+        if ev.get("parent_id"):
+            if "current" in ev or "total" in ev:
+                pull.layers[str(ev["id"])] = (int(ev.get("current") or 0), int(ev.get("total") or 0))
+            if text in ("Pull complete", "Already exists", "Download complete"):
+                cur, tot = pull.layers.get(str(ev["id"]), (0, 0))
+                pull.layers[str(ev["id"])] = (max(cur, tot), tot)
+            pull.state = "pulling"
+            self._maybe_report(svc or "", pull)
+        elif text == "Pulling":
+            pull.state, pull.started = "pulling", time.monotonic()
+        elif text == "Pulled" and pull.state != "done":
+            pull.state = "done"
+            took = time.monotonic() - pull.started
+            size = f"{_size(pull.total)} in " if pull.total else ""
+            self._line(f"{pull.image.ref}: done ({size}{took:.0f} s)")
+        elif text == "Error":
+            pull.state, pull.error = "failed", str(ev.get("status", "")).strip()
+            self._line(f"{pull.image.ref}: failed: {pull.error}")
+
+    def _maybe_report(self, svc: str, pull: _Pull) -> None:
+        now = time.monotonic()
+        if now - self.last_report.get(svc, 0) < 2.0:
+            return
+        self.last_report[svc] = now
+        rate = pull.current / max(now - pull.started, 0.001)
+        total = f" / {_size(pull.total)}" if pull.total else ""
+        self._line(f"{pull.image.ref}: {_size(pull.current)}{total}, {_size(rate)}/s")
+
+    def tick(self) -> None:
+        """Called when nothing was printed for a while: one summary line."""
+        if time.monotonic() - self.last_line < HEARTBEAT_SECONDS:
+            return
+        done = sum(p.state == "done" for p in self.pulls.values())
+        waiting = [p.image.ref for p in self.pulls.values() if p.state in ("waiting", "pulling")]
+        self._line(f"{done} of {len(self.pulls)} images done; still pulling: {', '.join(waiting) or '-'}")
+
+    def _line(self, text: str) -> None:
+        self.say(text)
+        self.last_line = time.monotonic()
+
+    def failed(self) -> list[_Pull]:
+        return [p for p in self.pulls.values() if p.state != "done"]
+
+
+def pull(model: Model, wanted: list[Image]) -> list[Image]:
+    """Pull ``wanted`` with live progress and retries; raises naming every image that failed."""
+    if not wanted:
+        return []
+    out = output.current()
+    out.say("up", f"pulling {len(wanted)} image(s) the engine does not have: {', '.join(i.ref for i in wanted)}")
+    todo, failures = list(wanted), []
+    for attempt in range(1, PULL_ATTEMPTS + 1):
+        progress = PullProgress(todo, lambda text: out.say("pull", text))
+        services = [img.services[0] for img in todo]
+        with runner.Lines(compose_args(model, "--progress", "json", "pull", "--ignore-pull-failures", *services),
+                          cwd=model.project_dir) as proc:
+            while True:
+                finished, line = proc.next(timeout=1.0)
+                if finished:
+                    break
+                if line is not None:
+                    progress.event(line)
+                progress.tick()
+            res = proc.result()
+        failures = progress.failed()
+        if not res.ok and not failures:  # compose itself failed (engine gone, bad flags)
+            raise ToolkitError(f"docker compose pull failed: {(res.stdout.strip().splitlines() or ['?'])[-1]}",
+                               fix=engine_hint(res.stdout) or "see the message above")
+        retry = [p.image for p in failures if _TRANSIENT.search(p.error)]
+        if not retry or attempt == PULL_ATTEMPTS:
+            break
+        out.say("pull", f"transient error, retrying {len(retry)} image(s) in {2 * attempt} s "
+                        f"(attempt {attempt + 1} of {PULL_ATTEMPTS})")
+        time.sleep(2 * attempt)
+        todo = retry
+        failures = [p for p in failures if p.image not in retry]
+    if failures:
+        raise pull_error([(p.image, p.error or "not pulled") for p in failures])
+    return wanted
+
+
+def pull_error(failed: list[tuple[Image, str]]) -> ToolkitError:
+    lines = []
+    for img, reason in sorted(failed, key=lambda x: x[0].ref):
+        var = f", set by {img.variable}" if img.variable else ""
+        lines.append(f"  {img.ref} (registry {img.registry}{var}; services {', '.join(img.services)}): {reason}")
+    variables = sorted({i.variable for i, _ in failed if i.variable})
+    return ToolkitError(
+        f"{len(failed)} image(s) cannot be pulled, so nothing was started:\n" + "\n".join(lines),
+        where=".env (" + ", ".join(variables) + ")" if variables else None,
+        fix="check each image name and tag in .env (compare with .env.example); for a private registry run "
+            "`docker login <registry>`; behind a firewall configure a registry mirror (`registry-mirrors` in "
+            "the engine's daemon.json); then `invoke up` again")
+
+
+# ------------------------------------------------------------------ phase 2: start and wait
+
+
+def compat_files(model: Model, engine: enginelib.Engine) -> list[Path]:
+    """Override files that adapt the stack to an older engine (none on a current one).
+
+    Engines before Docker 25 refuse ``healthcheck.start_interval``; Compose stops before
+    creating anything. Rather than refuse to boot, ``up`` drops that one key with Compose's
+    own ``!reset`` (preflight warns: ``engine.no-start-interval``).
+    """
+    if engine.start_interval:
+        return []
+    users = sorted(svc for svc, spec in model.services.items() if "start_interval" in (spec.get("healthcheck") or {}))
+    if not users:
+        return []
+    lines = ["# Written by `invoke up` for an engine before Docker 25 (no healthcheck.start_interval).", "services:"]
+    for svc in users:
+        lines += [f"  {json.dumps(svc)}:", "    healthcheck:", "      start_interval: !reset null"]
+    path = model.project_dir / COMPAT_FILE
+    fsutil.ensure_dir(path.parent, 0o755)
+    fsutil.atomic_write(path, ("\n".join(lines) + "\n").encode(), 0o644)
+    return [path]
+
+
+def _states(model: Model) -> dict[str, dict]:
     try:
-        checks = health.container_checks(model, health.ps(model))
-    except ToolkitError as exc:
-        return [exc.message]
-    out = []
+        return {str(c.get("Service", "")): c for c in health.ps(model)}
+    except ToolkitError:
+        return {}
+
+
+def _state_word(model: Model, svc: str, c: dict | None) -> str:
+    if c is None:
+        return "not created"
+    state, status = str(c.get("State", "")), str(c.get("Health", ""))
+    if health.one_shot(model, svc):
+        if state == "exited":
+            return "completed" if int(c.get("ExitCode", 1) or 0) == 0 else f"failed (exit {c.get('ExitCode')})"
+        return "running" if state == "running" else state
+    if state == "running":
+        return status or "running"
+    if state == "exited":
+        return f"exited (code {c.get('ExitCode')})"
+    return state or "unknown"
+
+
+_GOOD = {"healthy", "completed"}
+_BAD = ("failed", "exited", "unhealthy", "dead")
+
+
+class WaitProgress:
+    """Prints each service's state when it changes, and a summary at least every 5 s."""
+
+    def __init__(self, model: Model, say: Callable[[str, str | None], None]) -> None:
+        self.model, self.say = model, say
+        self.seen: dict[str, str] = {}
+        self.last_line = time.monotonic()
+
+    def update(self, states: dict[str, dict]) -> None:
+        for svc in sorted(self.model.services):
+            word = _state_word(self.model, svc, states.get(svc))
+            if self.seen.get(svc) != word and word != "not created":
+                style = "ok" if word in _GOOD or word == "running" and not self._has_check(svc) else \
+                    "error" if word.startswith(_BAD) else "starting"
+                self.say(f"{svc}: {word}", style)
+                self.last_line = time.monotonic()
+            self.seen[svc] = word
+        if time.monotonic() - self.last_line >= HEARTBEAT_SECONDS:
+            pending = [f"{s} ({w})" for s, w in sorted(self.seen.items()) if not self._ready(s, w)]
+            ready = len(self.seen) - len(pending)
+            self.say(f"{ready} of {len(self.seen)} services ready; waiting for {', '.join(pending) or '-'}", None)
+            self.last_line = time.monotonic()
+
+    def _has_check(self, svc: str) -> bool:
+        return bool((self.model.services[svc].get("healthcheck") or {}).get("test"))
+
+    def _ready(self, svc: str, word: str) -> bool:
+        return word in _GOOD or (word == "running" and not self._has_check(svc))
+
+
+def started_services(before: dict[str, dict], after: dict[str, dict]) -> set[str]:
+    """Services whose container ``up`` created or (re)started: a new container id, or a
+    container that was not running before (from ``compose ps --format json``, not from
+    Compose's human-readable progress)."""
+    out = set()
+    for svc, c in after.items():
+        old = before.get(svc)
+        if old is None or old.get("ID") != c.get("ID") or old.get("State") != "running":
+            out.add(svc)
+    return out
+
+
+def up(model: Model, engine: enginelib.Engine, timeout: int) -> set[str]:
+    """Pull what is missing, then start and wait; returns the services it (re)started."""
+    try:
+        pull(model, missing_images(images(model)))
+        return _start_and_wait(model, engine, timeout)
+    except KeyboardInterrupt:
+        running = sorted(svc for svc, c in _states(model).items() if c.get("State") == "running")
+        raise ToolkitError(
+            "interrupted (Ctrl-C)" + (f"; running now: {', '.join(running)}" if running else "; nothing is running"),
+            fix="`invoke up` again to finish the boot, or `invoke down` to stop what runs",
+            code=output.EXIT_INTERRUPTED) from None
+
+
+def _start_and_wait(model: Model, engine: enginelib.Engine, timeout: int) -> set[str]:
+    out = output.current()
+    before = _states(model)
+    out.say("up", f"starting {len(model.services)} services and waiting up to {timeout} s for them to be healthy")
+    args = compose_args(model, "up", "-d", "--wait", "--wait-timeout", str(timeout),
+                    extra=compat_files(model, engine))
+    progress = WaitProgress(model, lambda text, style: out.say("up", text, style))
+    deadline = time.monotonic() + timeout + 300  # Compose enforces --wait-timeout; this only guards a hang
+    with runner.Lines(args, cwd=model.project_dir) as proc:
+        next_poll = 0.0
+        while True:
+            finished, _ = proc.next(timeout=0.25)
+            if finished:
+                break
+            if time.monotonic() >= next_poll:
+                progress.update(_states(model))
+                next_poll = time.monotonic() + POLL_SECONDS
+            if time.monotonic() > deadline:
+                proc.close()
+                break
+        res = proc.result()
+    after = _states(model)
+    progress.update(after)
+    if res.ok:
+        started = started_services(before, after)
+        gateway = {svc for svc in model.services if health.published_port(model, svc, 443)}
+        if started & gateway:
+            settle_routes(model)  # Traefik itself restarted: every route is being rebuilt
+        elif started:
+            settle_routes(model, services=started)
+        return started
+    hint = engine_hint(res.stdout)
+    if hint:
+        raise ToolkitError(f"docker compose up failed: {res.stdout.strip().splitlines()[-1]}", fix=hint)
+    details, waiting = diagnose(model, after)
+    summary = next((line for line in reversed(res.stdout.strip().splitlines())
+                    if line.strip() and not line.startswith(" ")), f"exit status {res.returncode}")
+    text = f"the stack did not become healthy within {timeout} s ({summary.strip()})"
+    if details:
+        text += "\n" + "\n".join(details)
+    if waiting:
+        text += f"\n  not started, waiting for a failed dependency: {', '.join(waiting)}"
+    raise ToolkitError(text, fix="fix the service(s) above, then `invoke up` again; `invoke logs SERVICE` shows more")
+
+
+def diagnose(model: Model, states: dict[str, dict] | None = None, log_lines: int = 15) -> tuple[list[str], list[str]]:
+    """(one paragraph per service that failed, with evidence; services never started)."""
+    containers = list((states if states is not None else _states(model)).values())
+    checks = health.container_checks(model, containers)
+    failed, waiting = [], []
     for c in checks:
         if c.ok:
             continue
-        logs = runner.run(_compose(model, "logs", "--no-color", "--tail", str(log_lines), c.service),
+        state = next((x for x in containers if x.get("Service") == c.service), None)
+        if state is None or state.get("State") == "created":
+            waiting.append(c.service)
+            continue
+        failed.append(c)
+
+    def paragraph(c: health.Check) -> str:
+        logs = runner.run(compose_args(model, "logs", "--no-color", "--tail", str(log_lines), c.service),
                           cwd=model.project_dir, timeout=60)
         tail = "\n".join("      " + line for line in (logs.stdout or logs.stderr).strip().splitlines()[-log_lines:])
-        out.append(f"  {c.service}: {c.detail}\n    last log lines:\n{tail or '      (none)'}")
-    return out
+        return f"  {c.service}: {c.detail}\n    last log lines:\n{tail or '      (none)'}"
+
+    with ThreadPoolExecutor(max_workers=max(1, len(failed))) as pool:
+        details = list(pool.map(paragraph, failed))
+    return details, sorted(waiting)
 
 
 def _not_routed_yet(check: health.Check) -> bool:
     """Traefik answered, but without a route (404) or a ready backend (502/503) yet."""
     return not check.ok and re.match(r"HTTP (404|502|503)\b", check.detail) is not None
-
-
-def started_services(model: Model, compose_output: str) -> set[str]:
-    """Services whose container ``compose up`` created or (re)started, from its progress lines."""
-    names = set(re.findall(r"Container (\S+)\s+(?:Creat|Recreat|Start|Restart)", compose_output))
-    return {svc for svc in model.services
-            if any(re.fullmatch(rf"{re.escape(model.name)}[-_]{re.escape(svc)}[-_]\d+", n) for n in names)}
 
 
 def settle_routes(model: Model, timeout: float = ROUTE_SETTLE_SECONDS,
@@ -91,32 +462,9 @@ def settle_routes(model: Model, timeout: float = ROUTE_SETTLE_SECONDS,
     return sorted((c for c in last.values() if not c.ok), key=health.Check.sort_key)
 
 
-def up(model: Model, timeout: int) -> None:
-    res = runner.run(_compose(model, "up", "-d", "--wait", "--wait-timeout", str(timeout)),
-                     cwd=model.project_dir, timeout=timeout + 120)
-    if res.ok:
-        started = started_services(model, res.stdout + res.stderr)
-        gateway = {svc for svc in model.services if health.published_port(model, svc, 443)}
-        if started & gateway:
-            settle_routes(model)  # Traefik itself restarted: every route is being rebuilt
-        elif started:
-            settle_routes(model, services=started)
-        return
-    hint = engine_hint(res.stderr)
-    if hint:
-        raise ToolkitError(f"docker compose up failed: {res.stderr.strip().splitlines()[-1]}", fix=hint)
-    details = diagnose(model)
-    summary = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
-    raise ToolkitError(
-        f"the stack did not become healthy within {timeout} s ({summary})"
-        + ("\n" + "\n".join(details) if details else ""),
-        fix="fix the service(s) above, then `invoke up` again; `invoke logs SERVICE` shows more",
-    )
-
-
 def down(model: Model, volumes: bool) -> None:
     args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
-    res = runner.run(_compose(model, *args), cwd=model.project_dir, timeout=300)
+    res = runner.run(compose_args(model, *args), cwd=model.project_dir, timeout=300)
     if not res.ok:
         raise ToolkitError(f"docker compose down failed: {res.stderr.strip()}",
                            fix=engine_hint(res.stderr) or "see the message above")
@@ -126,7 +474,7 @@ def logs(model: Model, service: str, tail: int, follow: bool) -> int:
     service = "" if service == "all" else service
     if service and service not in model.services:
         raise ToolkitError(f"no service named {service!r}",
-                           fix=f"choose one of: all, {', '.join(sorted(model.services))}")
+                           fix=f"choose one of: all, {', '.join(sorted(model.services))}", code=output.EXIT_USAGE)
     args = ["logs", "--no-color", "--tail", str(tail), *(["--follow"] if follow else [])]
     args += [service] if service else []
-    return runner.stream(_compose(model, *args), cwd=model.project_dir)
+    return runner.stream(compose_args(model, *args), cwd=model.project_dir)

@@ -27,6 +27,10 @@ from .errors import ToolkitError
 
 #: ``include:`` appeared in Compose 2.20.0; older v2 releases ignore or reject it.
 MIN_COMPOSE = (2, 20, 0)
+#: Docker's default capability set (moby's oci/caps/defaults.go): what a container keeps
+#: unless the service drops it.
+DEFAULT_CAPS = frozenset({"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+                          "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"})
 #: Stand-in value for a required variable that is unset, so preflight can render the rest.
 PLACEHOLDER = "__unset__"
 COMPOSE_FILE = "docker-compose.yml"
@@ -152,6 +156,31 @@ class Model:
     def data_owner(self, service: str) -> tuple[int, int] | None:
         return parse_user(self.x(service).get("data-owner")) or self.service_user(service)
 
+    def data_mode(self, service: str) -> int:
+        """``x-readiness.data-mode`` (octal text, default 0750) of the service's data directories."""
+        return int(str(self.x(service).get("data-mode", "0750")), 8)
+
+    def has_cap(self, service: str, cap: str) -> bool:
+        """Whether the service's process keeps capability ``cap`` (Docker's default set, then
+        ``cap_drop``/``cap_add``). Decides, e.g., whether its root may bypass file modes."""
+        spec = self.services.get(service, {})
+        norm = {str(c).upper().removeprefix("CAP_") for c in spec.get("cap_add") or []}
+        dropped = {str(c).upper().removeprefix("CAP_") for c in spec.get("cap_drop") or []}
+        if spec.get("privileged") or "ALL" in norm or cap in norm:
+            return True
+        return cap in DEFAULT_CAPS and "ALL" not in dropped and cap not in dropped
+
+    @property
+    def helper_image(self) -> str:
+        """The image of the toolkit's helper containers (top-level ``x-readiness.helper-image``)."""
+        value = (self.rendered.get("x-readiness") or {}).get("helper-image")
+        if not value:
+            raise ToolkitError("the stack names no helper image",
+                               where=f"{self.project_dir / COMPOSE_FILE} (x-readiness.helper-image)",
+                               fix="add `x-readiness: {helper-image: ${HELPER_IMAGE:-busybox:1.37.0}}` at the top "
+                               "level of docker-compose.yml")
+        return str(value)
+
     def relpath(self, path: str | Path) -> str:
         p = Path(path)
         try:
@@ -190,6 +219,67 @@ def parse_user(value: Any) -> tuple[int, int] | None:
         return None
     uid = int(m.group(1))
     return uid, int(m.group(2)) if m.group(2) is not None else uid
+
+
+_SERVICE_X_KEYS = {"user", "data-owner", "data-mode", "health", "docker-socket", "host-sysctl", "baked-secrets",
+                   "login", "connect"}
+
+
+def x_problems(model: Model) -> list[tuple[str, str]]:
+    """(where, what) for every malformed ``x-readiness`` value of a service (docs/x-readiness.md).
+
+    Checked once when the model is loaded, so that a typo ends in a message naming the service
+    and the key instead of a traceback deep inside a task.
+    """
+    out: list[tuple[str, str]] = []
+    for svc in sorted(model.services):
+        raw = model.services[svc].get("x-readiness")
+        where = f"services.{svc}.x-readiness"
+        if raw is None:
+            continue
+        if not isinstance(raw, dict):
+            out.append((where, "must be a mapping"))
+            continue
+        for key in sorted(set(raw) - _SERVICE_X_KEYS):
+            out.append((f"{where}.{key}", f"unknown key (known: {', '.join(sorted(_SERVICE_X_KEYS))})"))
+        for key in ("user", "data-owner"):
+            if key in raw and parse_user(raw[key]) is None:
+                out.append((f"{where}.{key}", f"{raw[key]!r} is not uid[:gid] (numbers, e.g. \"472:0\")"))
+        if "data-mode" in raw and not re.fullmatch(r"0?[0-7]{3}", str(raw["data-mode"])):
+            out.append((f"{where}.data-mode", f"{raw['data-mode']!r} is not an octal mode such as \"0750\""))
+        health = raw.get("health")
+        if health is not None:
+            if not isinstance(health, dict):
+                out.append((f"{where}.health", "must be a mapping (path/expect/router or tcp)"))
+            else:
+                if "path" in health and not str(health["path"]).startswith("/"):
+                    out.append((f"{where}.health.path", f"{health['path']!r} must start with /"))
+                expect = health.get("expect", [200])
+                if not isinstance(expect, list) or not all(isinstance(e, int) and 100 <= e <= 599 for e in expect):
+                    out.append((f"{where}.health.expect", f"{expect!r} must be a list of HTTP statuses"))
+                if "router" in health and health["router"] not in model.routers.get(svc, {}):
+                    out.append((f"{where}.health.router", f"{health['router']!r} is not a Traefik router of {svc}"))
+                if "tcp" in health and not (isinstance(health["tcp"], int) and 0 < health["tcp"] < 65536):
+                    out.append((f"{where}.health.tcp", f"{health['tcp']!r} is not a port number"))
+        sysctl = raw.get("host-sysctl")
+        whole = isinstance(sysctl, dict) and all(type(v) is int for v in sysctl.values())
+        if sysctl is not None and not whole:
+            out.append((f"{where}.host-sysctl", "must map a kernel setting to a whole number"))
+        baked = raw.get("baked-secrets")
+        if baked is not None and not (isinstance(baked, list) and all(isinstance(b, str) for b in baked)):
+            out.append((f"{where}.baked-secrets", "must be a list of secret names"))
+    return out
+
+
+def validate(model: Model) -> None:
+    """Raise the first malformed ``x-readiness`` value as a what/where/fix error."""
+    problems = x_problems(model)
+    if problems:
+        where, what = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        file = raw_services(model.project_dir).get(where.split(".")[1], (COMPOSE_FILE, {}))[0]
+        raise ToolkitError(f"malformed x-readiness value: {where}: {what}{more}", where=f"{file} ({where})",
+                           fix="correct the value (docs/x-readiness.md lists every key and its form), then run again")
 
 
 def _yaml_error_location(message: str) -> tuple[str, str]:
@@ -248,9 +338,14 @@ def compose_files(project_dir: Path) -> list[Path]:
     return [project_dir / COMPOSE_FILE, *((project_dir / p).resolve() for p in extra)]
 
 
-def command(cli_argv: tuple[str, ...], project_dir: Path, *args: str) -> list[str]:
-    """A ``docker compose`` command line for this project (the only place that builds one)."""
-    files = [arg for f in compose_files(project_dir) for arg in ("-f", str(f))]
+def command(cli_argv: tuple[str, ...], project_dir: Path, *args: str,
+            extra_files: list[Path] | None = None) -> list[str]:
+    """A ``docker compose`` command line for this project (the only place that builds one).
+
+    ``extra_files`` are appended after the project's own files (``up`` adds an engine
+    compatibility override there; see ``boot.compat_files``).
+    """
+    files = [arg for f in [*compose_files(project_dir), *(extra_files or [])] for arg in ("-f", str(f))]
     return [*cli_argv, "--project-directory", str(project_dir), *files, *args]
 
 
@@ -306,7 +401,26 @@ def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: 
         modelcache.put(project_dir, cache_key, rendered.stdout, rendered.stderr, model_doc)
     model = Model(project_dir, model_doc, warnings_of(rendered.stderr), cli or ComposeCLI(argv, (0, 0, 0)))
     model.missing_required = sorted(missing)
+    validate(model)
     return model
+
+
+_PORT_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)[^}:]*\}?:(\d+)(?:/\w+)?$")
+
+
+def port_variables(project_dir: Path) -> dict[tuple[str, int], str]:
+    """(service, container port) -> the variable that sets its published port, from the files as written.
+
+    ``${BIND_ADDRESS:-127.0.0.1}:${HTTPS_PORT:-443}:443`` names HTTPS_PORT for container port
+    443, so a finding about a port can say which line of .env to change.
+    """
+    rendered: dict[tuple[str, int], str] = {}
+    for svc, (_, spec) in raw_services(project_dir).items():
+        for entry in spec.get("ports") or []:
+            m = _PORT_VAR.search(str(entry)) if isinstance(entry, str) else None
+            if m:
+                rendered[(svc, int(m.group(2)))] = m.group(1)
+    return rendered
 
 
 def _is_model_error(stderr: str) -> bool:

@@ -1,25 +1,40 @@
-"""Bind-mount source directories: present, owned and writable by the container user.
+"""Bind-mount data directories: present, owned and writable by the container user.
 
 Which directories: every bind mount of the rendered model that is writable (not
 ``read_only``) and whose source lies inside the project directory. Who must be able to
-write them: the service's ``x-readiness.data-owner`` (or ``user``). Existing directories are
-never changed (their owner may be deliberate, and chown of data is the user's call); the
-task and preflight print the exact command instead.
+write them: the service's ``x-readiness.data-owner`` (or ``user``), a *container* uid, which
+the engine maps to a host uid (:mod:`readiness.engine`).
+
+How they are made, with no sudo under any engine: the toolkit creates each directory as the
+user under a temporary name, gives it its owner and mode -- directly when this process is
+root on a rootful engine, otherwise through one short-lived helper container that the
+engine runs as root (``engine.helper``; right under rootful with the docker group, rootless
+and userns-remap alike) -- and only then renames it into place. A directory therefore
+appears under its final name only once it is usable, and a lock serialises concurrent runs:
+two ``invoke bootstrap`` started together cannot see each other's half-made directory.
+
+Existing directories are never changed by default (their owner may be deliberate): a wrong
+owner is reported with the command that fixes it, ``invoke dirs --repair``, which re-owns
+them through the same helper.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import platform
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import engine as enginelib
 from . import fsutil
 from .compose import Model
-from .errors import ToolkitError
+from .engine import Engine
+from .errors import ToolkitError, from_oserror
 
 DEFAULT_MODE = 0o750
+LOCK = ".readiness/locks/dirs.lock"
+_TMP = ".readiness-tmp-"
 
 
 @dataclass(frozen=True)
@@ -27,7 +42,7 @@ class DataDir:
     service: str
     path: Path
     target: str
-    owner: tuple[int, int] | None
+    owner: tuple[int, int] | None  # container uid:gid that must write it
     mode: int
 
 
@@ -36,7 +51,7 @@ def data_dirs(model: Model) -> list[DataDir]:
     root = model.project_dir
     out: dict[Path, DataDir] = {}
     for svc, spec in sorted(model.services.items()):
-        mode = int(str(model.x(svc).get("data-mode", "0750")), 8)
+        mode = model.data_mode(svc)
         for vol in spec.get("volumes") or []:
             if not isinstance(vol, dict) or vol.get("type") != "bind" or vol.get("read_only"):
                 continue
@@ -49,33 +64,31 @@ def data_dirs(model: Model) -> list[DataDir]:
     return [out[k] for k in sorted(out)]
 
 
-def ownership_matters() -> bool:
-    """Only a Linux engine maps host uids straight into containers (Docker Desktop does not)."""
-    return platform.system() == "Linux"
+def host_owner(d: DataDir, engine: Engine) -> tuple[int, int] | None:
+    """The host uid:gid the directory must have for its container owner, as the engine maps it."""
+    if d.owner is None:
+        return None
+    uid, gid = engine.host_uid(d.owner[0]), engine.host_gid(d.owner[1])
+    return None if uid is None or gid is None else (uid, gid)
 
 
-def allows(path: Path, uid: int, gid: int, bits: int) -> bool:
-    """Whether a process with uid:gid has every permission in ``bits`` (rwx as 0o7) on ``path``.
-
-    Decided by the mode bits of the class it falls in (owner, group or other), as the kernel
-    does for a container process; uid 0 may do anything.
-    """
-    st = path.stat()
-    if uid == 0:
-        return True
-    shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0
-    return (st.st_mode >> shift) & bits == bits
-
-
-def writable_by(path: Path, uid: int, gid: int) -> bool:
-    """Whether a process with uid:gid could create files in the directory ``path``."""
-    return allows(path, uid, gid, 0o3)
+def usable(d: DataDir, engine: Engine) -> str | None:
+    """Why the container owner cannot create files in the existing directory; None if it can."""
+    if d.owner is None or not engine.ownership_matters:
+        return None
+    st = d.path.stat()
+    if enginelib.permits(engine, (st.st_uid, st.st_gid, st.st_mode), *d.owner, 0o3):
+        return None
+    seen = engine.container_uid(st.st_uid)
+    as_seen = f" (uid {seen} in a container)" if seen is not None and seen != st.st_uid else \
+        " (nobody in a container)" if seen is None else ""
+    return (f"owned by {st.st_uid}:{st.st_gid}{as_seen} mode {st.st_mode & 0o777:04o}, "
+            f"not writable by uid {d.owner[0]}")
 
 
-def fix_command(d: DataDir) -> str:
-    uid, gid = d.owner or (os.getuid(), os.getgid())
-    p = shlex.quote(str(d.path))
-    return f"sudo mkdir -p {p} && sudo chown {uid}:{gid} {p} && sudo chmod {d.mode:o} {p}"
+def fix_hint(d: DataDir) -> str:
+    owner = f"{d.owner[0]}:{d.owner[1]}" if d.owner else "its owner"
+    return f"`invoke dirs --repair` (gives it owner {owner} and mode {d.mode:04o} through the engine, no sudo)"
 
 
 @dataclass(frozen=True)
@@ -84,32 +97,134 @@ class DirChange:
     action: str
 
 
-def ensure(model: Model) -> tuple[list[DirChange], list[tuple[DataDir, str]]]:
-    """Create missing data directories with their owner and mode.
+def ensure(model: Model, engine: Engine, *, repair: bool = False) -> tuple[list[DirChange], list[tuple[DataDir, str]]]:
+    """Create missing data directories with their owner and mode; with ``repair``, re-own
+    existing ones that their container user cannot write.
 
-    Returns (changes, problems); a problem is a directory that could not be given the
-    owner its container needs, with the reason. Existing directories are only checked.
+    Returns (changes, problems); a problem is a directory its container cannot use, with the reason.
     """
+    wanted = data_dirs(model)
+    if not wanted:
+        return [], []
     changes: list[DirChange] = []
     problems: list[tuple[DataDir, str]] = []
-    is_root = os.geteuid() == 0
-    for d in data_dirs(model):
-        if d.path.is_dir():
-            if ownership_matters() and d.owner and not writable_by(d.path, *d.owner):
-                problems.append((d, f"owned by {d.path.stat().st_uid}:{d.path.stat().st_gid}, "
-                                    f"not writable by uid {d.owner[0]}"))
-            continue
+    with fsutil.file_lock(model.project_dir / LOCK):
+        _sweep(wanted)
+        fresh: list[tuple[DataDir, Path]] = []
+        fixes: list[tuple[DataDir, Path]] = []
+        for d in wanted:
+            if d.path.is_dir():
+                why = usable(d, engine)
+                if why and repair:
+                    fixes.append((d, d.path))
+                elif why:
+                    problems.append((d, why))
+                continue
+            fsutil.ensure_dir(d.path.parent, 0o755)
+            tmp = _make_temp(d)
+            fresh.append((d, tmp))
+            fixes.append((d, tmp))
         try:
-            fsutil.ensure_dir(d.path, d.mode)
-        except ToolkitError as exc:
-            problems.append((d, exc.message))
-            continue
-        owner = ""
-        if d.owner and ownership_matters() and (os.getuid(), os.getgid()) != d.owner:
-            if is_root:
-                os.chown(d.path, *d.owner)
-                owner = f"owner {d.owner[0]}:{d.owner[1]}, "
-            elif not writable_by(d.path, *d.owner):
-                problems.append((d, f"needs owner {d.owner[0]}:{d.owner[1]} and only root can chown"))
-        changes.append(DirChange(d.path, f"created ({owner}mode {d.mode:04o})"))
+            owned = _set_owners(model, engine, fixes)
+            for d, tmp in fresh:
+                os.rename(tmp, d.path)
+                detail = f"owner {d.owner[0]}:{d.owner[1]}, " if d in owned and d.owner else ""
+                changes.append(DirChange(d.path, f"created ({detail}mode {d.mode:04o})"))
+            for d, path in fixes:
+                if path == d.path:
+                    changes.append(DirChange(d.path, f"repaired (owner {d.owner[0]}:{d.owner[1]}, mode {d.mode:04o})"
+                                             if d.owner else f"repaired (mode {d.mode:04o})"))
+        finally:
+            for _, tmp in fresh:
+                if tmp.exists():
+                    _remove_empty(tmp)
+        for d in wanted:
+            if d.path.is_dir() and d not in (p for p, _ in problems):
+                why = usable(d, engine)
+                if why:
+                    problems.append((d, why))
     return changes, problems
+
+
+def _make_temp(d: DataDir) -> Path:
+    tmp = d.path.with_name(f"{_TMP}{d.path.name}-{os.getpid()}")
+    try:
+        tmp.mkdir(mode=0o700)
+    except FileExistsError:  # a run of ours with this pid was killed here: start again
+        _remove_empty(tmp)
+        tmp.mkdir(mode=0o700)
+    except OSError as exc:
+        raise from_oserror(exc) from None
+    return tmp
+
+
+def _remove_empty(path: Path) -> None:
+    """Remove a temporary directory this module made (empty: nothing ever wrote into it)."""
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def _sweep(wanted: list[DataDir]) -> None:
+    """Remove the empty temporary directories of runs that were killed (under the lock)."""
+    for parent in {d.path.parent for d in wanted}:
+        with contextlib.suppress(OSError):
+            for child in parent.iterdir():
+                if child.name.startswith(_TMP) and child.is_dir():
+                    _remove_empty(child)
+
+
+def _set_owners(model: Model, engine: Engine, fixes: list[tuple[DataDir, Path]]) -> set[DataDir]:
+    """Give each directory its container owner and mode; returns the ones that got an owner.
+
+    The host owner follows the engine's mapping. Root on a rootful engine does it itself;
+    anyone else asks the engine (one helper container for all of them): the user may not
+    chown to another uid, and under rootless the target is a subordinate uid only the
+    engine's user namespace can give.
+    """
+    chown = [(d, p) for d, p in fixes if d.owner and engine.ownership_matters and host_owner(d, engine)
+             and _current_owner(p) != host_owner(d, engine)]
+    for d, path in fixes:
+        if (d, path) not in chown:
+            os.chmod(path, d.mode)
+    if not chown:
+        return set()
+    if os.geteuid() == 0 and engine.root_is_host_root:
+        for d, path in chown:
+            owner = host_owner(d, engine)
+            assert owner is not None
+            os.chown(path, *owner)
+            os.chmod(path, d.mode)
+        return {d for d, _ in chown}
+    mounts = [(path, f"/mnt/{i}") for i, (_, path) in enumerate(chown)]
+    script = " && ".join(
+        f"chown {d.owner[0]}:{d.owner[1]} /mnt/{i} && chmod {d.mode:o} /mnt/{i}"  # type: ignore[index]
+        for i, (d, _) in enumerate(chown))
+    enginelib.helper(model.helper_image, script, mounts, caps=("CHOWN", "FOWNER"))
+    return {d for d, _ in chown}
+
+
+def _current_owner(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid
+
+
+def remove(model: Model, targets: list[DataDir]) -> list[Path]:
+    """Delete data directories through the engine (their files may belong to container uids).
+
+    The contents are removed from inside a helper container, which may delete what container
+    uids wrote (the user may not); the emptied directories are then removed by the user, who
+    owns their parent. ``invoke dirs`` recreates them. Returns what was removed.
+    """
+    present = [d for d in targets if d.path.is_dir()]
+    if not present:
+        return []
+    mounts = [(d.path, f"/mnt/{i}") for i, d in enumerate(present)]
+    script = " && ".join(f"find /mnt/{i} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} +" for i in range(len(present)))
+    enginelib.helper(model.helper_image, script, mounts, caps=("DAC_OVERRIDE", "FOWNER"))
+    for d in present:
+        try:
+            d.path.rmdir()
+        except OSError as exc:
+            raise ToolkitError(f"cannot remove {d.path}: {exc.strerror}", where=str(d.path),
+                               fix=f"remove it by hand: rm -r {shlex.quote(str(d.path))}") from None
+    return [d.path for d in present]

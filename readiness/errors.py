@@ -7,6 +7,8 @@ traceback.
 
 from __future__ import annotations
 
+import errno
+
 
 class ToolkitError(Exception):
     """An expected failure: what is wrong, where, and the command that fixes it."""
@@ -29,3 +31,27 @@ class ToolkitError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+def from_oserror(exc: OSError) -> ToolkitError:
+    """An ``OSError`` as what/where/fix: the path, the reason, and the usual way out.
+
+    The common case is a file an earlier ``sudo`` run left owned by root: the user can give it
+    back once; the toolkit itself never needs sudo.
+    """
+    path = exc.filename or ""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        fix = (f"the current user may not change {path}. If an earlier `sudo` run left it owned by root, take it "
+               f"back once with `sudo chown -R $(id -u):$(id -g) {path}`; never run the toolkit itself with sudo"
+               ) if path else "check the permissions of the files named above"
+    elif exc.errno == errno.ENOSPC:
+        fix = "free disk space, then run again"
+    elif exc.errno == errno.EROFS:
+        fix = f"{path or 'the path'} is on a read-only filesystem: run from a writable clone"
+    elif exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
+        fix = "the filesystem does not support file locks (a network filesystem?): run from a local disk"
+    else:
+        fix = "fix the cause above, then run again"
+    return ToolkitError(f"cannot access {path}: {reason}" if path else f"system error: {reason}",
+                        where=str(path) or None, fix=fix)

@@ -18,6 +18,8 @@ _SEVERITY_ORDER = {ERROR: 0, WARNING: 1}
 CATALOG: dict[str, str] = {
     "docker.cli-missing": "The Docker CLI is not installed",
     "docker.engine-unreachable": "The Docker engine does not answer",
+    "engine.no-start-interval": "The engine predates Docker 25: healthcheck.start_interval is dropped by `invoke up`",
+    "engine.remote": "The engine runs on another machine: bind mounts, owners and ports cannot be checked",
     "compose.unsupported": "Docker Compose is missing, v1, or older than 2.20 (no include:)",
     "compose.invalid": "docker compose config fails",
     "compose.warning": "docker compose config prints a warning",
@@ -36,7 +38,8 @@ CATALOG: dict[str, str] = {
     "dir.missing": "A bind-mount source directory is missing",
     "dir.not-writable": "A bind-mount directory is not writable by its container user",
     "network.missing": "An external network does not exist",
-    "port.in-use": "A published host port is already taken by another process",
+    "port.in-use": "A published host port is already taken by another process or container",
+    "port.privileged": "A published port is below the lowest port a rootless engine may publish",
     "host.max-map-count": "vm.max_map_count is below what OpenSearch needs",
 }
 
@@ -63,29 +66,37 @@ def blocking(findings: list[Finding]) -> bool:
     return any(f.severity == ERROR for f in findings)
 
 
-def to_json(findings: list[Finding]) -> str:
+def to_doc(findings: list[Finding]) -> dict:
+    """The ``--json`` document (schemas/preflight.schema.json)."""
     ordered = sort(findings)
-    doc = {
+    return {
         "ok": not blocking(ordered),
         "errors": sum(f.severity == ERROR for f in ordered),
         "warnings": sum(f.severity == WARNING for f in ordered),
         "findings": [asdict(f) for f in ordered],
     }
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-def to_text(findings: list[Finding], title: str = "preflight") -> str:
+def to_json(findings: list[Finding]) -> str:
+    return json.dumps(to_doc(findings), indent=2, sort_keys=True) + "\n"
+
+
+def to_text(findings: list[Finding], title: str = "preflight", out=None) -> str:
+    """Findings for people; ``out`` (an :class:`readiness.output.Output`) adds colour on a terminal."""
+    paint = out.paint if out is not None else (lambda text, style: text)
+    symbol = out.symbol if out is not None else (lambda style: "")
     ordered = sort(findings)
     if not ordered:
-        return f"{title}: ok, nothing blocks boot\n"
+        return f"{symbol('ok')}{title}: {paint('ok, nothing blocks boot', 'ok')}\n"
     lines = []
     for f in ordered:
         where = " ".join(x for x in (f"[{f.service}]" if f.service else "", f.file) if x)
-        lines.append(f"{f.severity.upper():7} {f.id:28} {where}".rstrip())
+        head = f"{f.severity.upper():7} {f.id:28} {where}".rstrip()
+        lines.append(symbol(f.severity) + paint(head, f.severity))
         lines.append(f"        {f.message}")
         lines.append(f"        fix: {f.fix}")
     errors = sum(f.severity == ERROR for f in ordered)
     warnings = len(ordered) - errors
     verdict = "boot is blocked" if errors else "nothing blocks boot"
-    lines.append(f"{title}: {errors} error(s), {warnings} warning(s): {verdict}")
+    lines.append(f"{title}: {errors} error(s), {warnings} warning(s): " + paint(verdict, "error" if errors else "ok"))
     return "\n".join(lines) + "\n"

@@ -4,8 +4,9 @@
    with the last healthcheck output when one is unhealthy.
 2. Endpoints, from the host as a user reaches them: each HTTP service through Traefik at
    ``https://<Host() of its router><x-readiness.health.path>``, TLS verified against
-   ``rootCA.pem``, with the name pinned to 127.0.0.1 inside the client (so ``*.localhost``
-   need not resolve on the host); TCP services at their published 127.0.0.1 port.
+   ``rootCA.pem``, with the name pinned inside the client to the address Traefik's port is
+   published on (``BIND_ADDRESS``; 127.0.0.1 for a wildcard), so ``*.localhost`` need not
+   resolve on the host; TCP services at their published address and port.
 
 ``wait`` retries (tenacity, bounded by a timeout) until every check passes.
 """
@@ -138,36 +139,51 @@ def container_checks(model: Model, containers: list[dict]) -> list[Check]:
 class Endpoint:
     service: str
     kind: str  # https | tcp
-    host: str
+    host: str  # the name a user types (HTTPS), or the address (TCP)
     port: int
     path: str = "/"
     expect: tuple[int, ...] = (200,)
+    address: str = "127.0.0.1"  # where the host port is published (what the probe connects to)
 
     @property
     def target(self) -> str:
         return f"https://{self.host}:{self.port}{self.path}" if self.kind == "https" else f"{self.host}:{self.port}"
 
 
+def https_url(host: str, port: int, path: str = "/") -> str:
+    """The URL a user types: the port only when it is not 443."""
+    return f"https://{host}{'' if port == 443 else f':{port}'}{path}"
+
+
+def connect_address(host_ip: str) -> str:
+    """Where to reach a port published on ``host_ip`` from this machine."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host_ip, host_ip)
+
+
 def published_port(model: Model, service: str, container_port: int) -> tuple[str, int] | None:
+    """(address to connect to, host port) where ``service`` publishes ``container_port``."""
     for p in model.services.get(service, {}).get("ports") or []:
         if isinstance(p, dict) and int(p.get("target", 0)) == container_port and str(p.get("published", "")).isdigit():
-            host = p.get("host_ip") or "127.0.0.1"
-            return ("127.0.0.1" if host in ("0.0.0.0", "::") else host), int(p["published"])
+            return connect_address(str(p.get("host_ip") or "")), int(p["published"])
     return None
 
 
-def https_port(model: Model) -> int:
-    """The host port of Traefik's websecure entrypoint (container port 443)."""
-    for svc in model.services:
+def https_entry(model: Model) -> tuple[str, int]:
+    """(address, host port) of Traefik's websecure entrypoint (container port 443)."""
+    for svc in sorted(model.services):
         found = published_port(model, svc, 443)
         if found:
-            return found[1]
-    return 443
+            return found
+    return "127.0.0.1", 443
+
+
+def https_port(model: Model) -> int:
+    return https_entry(model)[1]
 
 
 def endpoints(model: Model) -> list[Endpoint]:
     out = []
-    port443 = https_port(model)
+    address, port443 = https_entry(model)
     for svc in sorted(model.services):
         spec = model.x(svc).get("health") or {}
         if "path" in spec:
@@ -175,11 +191,11 @@ def endpoints(model: Model) -> list[Endpoint]:
             routers = model.routers.get(svc, {})
             hosts = routers.get(spec["router"], []) if "router" in spec else model.routed_hosts.get(svc, [])
             for host in hosts[:1]:
-                out.append(Endpoint(svc, "https", host, port443, str(spec["path"]), expect))
+                out.append(Endpoint(svc, "https", host, port443, str(spec["path"]), expect, address))
         if "tcp" in spec:
             found = published_port(model, svc, int(spec["tcp"]))
             if found:
-                out.append(Endpoint(svc, "tcp", found[0], found[1]))
+                out.append(Endpoint(svc, "tcp", found[0], found[1], address=found[0]))
     return out
 
 
@@ -218,7 +234,8 @@ def probe(ep: Endpoint, ca: Path, timeout: float = 5.0) -> Check:
 
     try:
         session = _https_session(ep.host, ca)
-        resp = session.get(f"https://127.0.0.1:{ep.port}{ep.path}", headers={"Host": ep.host},
+        netloc = f"[{ep.address}]" if ":" in ep.address else ep.address
+        resp = session.get(f"https://{netloc}:{ep.port}{ep.path}", headers={"Host": ep.host},
                            timeout=timeout, allow_redirects=False)
     except requests.exceptions.SSLError as exc:
         return Check(ep.service, "https", ep.target, False, f"TLS error: {_short(exc)}")
@@ -283,17 +300,27 @@ def check(model: Model, ca: Path, *, wait: bool = False, timeout: float = 120.0,
         return exc.last_attempt.result()
 
 
-def to_text(checks: list[Check]) -> str:
-    width = max([len(c.service) for c in checks] + [7])
-    lines = [f"{'SERVICE':{width}}  {'CHECK':9}  {'STATUS':9}  DETAIL"]
-    for c in checks:
-        status = "healthy" if c.ok else "UNHEALTHY"
-        lines.append(f"{c.service:{width}}  {c.kind:9}  {status:9}  {c.target}: {c.detail}")
+def to_text(checks: list[Check], out=None) -> str:
+    """A table for people (``out``, a :class:`readiness.output.Output`, fits it to the terminal)."""
+    from .output import Output
+
+    out = out or Output()
+    rows = [[c.service, c.kind, "healthy" if c.ok else "UNHEALTHY", f"{c.target}: {c.detail}"] for c in checks]
+    table = out.table(["SERVICE", "CHECK", "STATUS", "DETAIL"], rows, ["ok" if c.ok else "error" for c in checks])
     bad = sum(not c.ok for c in checks)
-    lines.append(f"health: {len(checks) - bad}/{len(checks)} checks pass" + ("" if not bad else f", {bad} failing"))
-    return "\n".join(lines) + "\n"
+    summary = f"health: {len(checks) - bad}/{len(checks)} checks pass" + ("" if not bad else f", {bad} failing")
+    return table + out.paint(summary, "error" if bad or not checks else "ok") + "\n"
+
+
+def to_doc(checks: list[Check]) -> dict:
+    return {"ok": bool(checks) and all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}
 
 
 def to_json(checks: list[Check]) -> str:
-    return json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]},
-                      indent=2, sort_keys=True) + "\n"
+    return json.dumps(to_doc(checks), indent=2, sort_keys=True) + "\n"
+
+
+def changes(before: list[Check] | None, after: list[Check]) -> list[Check]:
+    """The checks whose verdict or detail differs from the previous attempt (all on the first)."""
+    old = {(c.service, c.kind, c.target): (c.ok, c.detail) for c in before or []}
+    return [c for c in after if old.get((c.service, c.kind, c.target)) != (c.ok, c.detail)]

@@ -1,22 +1,29 @@
 """Preflight: read-only checks that say whether the stack can boot, and why not.
 
-Facts about the machine (engine, networks, ports, files) are gathered first, with the few
-Docker calls run concurrently; then every check is a pure function of the model and those
-facts returning :class:`~readiness.findings.Finding` objects. Nothing here writes.
+Facts about the machine are gathered first -- the engine (one ``docker info``), its
+containers (one ``docker ps``) and networks (one ``docker network ls``), run concurrently --
+then every check is a pure function of the model and those facts returning
+:class:`~readiness.findings.Finding` objects. Nothing here writes.
+
+What a container will see is the engine's answer (:mod:`readiness.engine`): secret and data
+directory permissions are judged with the engine's uid mapping, kernel settings are the
+engine's kernel's, and the lowest publishable port is the rootless engine's limit.
 """
 
 from __future__ import annotations
 
 import errno
-import platform
+import json
 import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import certs, compose, dirs, envfile, runner
+from . import engine as enginelib
 from . import secrets as secretslib
 from .compose import Model
+from .engine import Engine
 from .errors import ToolkitError
 from .findings import ERROR, WARNING, Finding
 
@@ -26,58 +33,122 @@ _CREDENTIAL_KEY = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?K
 _URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 
 
+@dataclass(frozen=True)
+class Container:
+    """One container of the engine, as ``docker ps`` lists it."""
+
+    name: str
+    project: str
+    working_dir: str
+    state: str
+    ports: tuple[tuple[str, int], ...]  # (host ip, host port) it publishes
+
+
 @dataclass
 class Facts:
     """What preflight observed about the machine, gathered once."""
 
+    engine: Engine | None = None
     engine_error: str | None = None
-    networks: set[str] | None = None
-    project_ports: set[tuple[str, int]] = field(default_factory=set)
+    engine_fix: str = ""
+    networks: dict[str, dict[str, str]] | None = None  # name -> {"driver", "scope"}
+    containers: list[Container] = field(default_factory=list)
     env: envfile.EnvFile | None = None
     example: envfile.EnvFile | None = None
     tracked_secrets: list[str] = field(default_factory=list)
     max_map_count: int | None = None
+    unprivileged_port_start: int = 0
+
+
+def _json_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            out.append(doc)
+    return out
+
+
+_PUBLISHED = re.compile(r"(?P<ip>\[[0-9a-f:]*\]|[0-9.]*|::):(?P<port>\d+)(?:-(?P<end>\d+))?->")
+
+
+def parse_ports(text: str) -> tuple[tuple[str, int], ...]:
+    """``docker ps``' Ports column -> (host ip, host port) pairs (ranges expanded)."""
+    out = set()
+    for m in _PUBLISHED.finditer(text or ""):
+        ip = m.group("ip").strip("[]") or "0.0.0.0"
+        start = int(m.group("port"))
+        for port in range(start, int(m.group("end") or start) + 1):
+            out.add((ip, port))
+    return tuple(sorted(out))
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in (text or "").split(",") if "=" in item)
 
 
 def gather(model: Model) -> Facts:
     facts = Facts()
     results = runner.run_many(
         {
-            "engine": ["docker", "version", "--format", "{{.Server.Version}}"],
-            "networks": ["docker", "network", "ls", "--format", "{{.Name}}"],
-            "ports": ["docker", "ps", "--filter", f"label=com.docker.compose.project={model.name}",
-                      "--format", "{{.Ports}}"],
+            "engine": list(enginelib.INFO_COMMAND),
+            "networks": ["docker", "network", "ls", "--format", "{{json .}}"],
+            "containers": ["docker", "ps", "--all", "--no-trunc", "--format", "{{json .}}"],
         },
         timeout=30,
     )
-    engine = results["engine"]
-    if not engine.ok:
-        facts.engine_error = (engine.stderr.strip().splitlines() or ["no answer"])[-1]
-    else:
+    try:
+        facts.engine = enginelib.from_result(results["engine"])
+    except ToolkitError as exc:
+        facts.engine_error, facts.engine_fix = exc.message, exc.fix or ""
+    if facts.engine is not None:
         if results["networks"].ok:
-            facts.networks = {n.strip() for n in results["networks"].stdout.splitlines() if n.strip()}
-        for m in re.finditer(r"([\d.:\[\]a-f]*?):(\d+)->", results["ports"].stdout):
-            facts.project_ports.add((m.group(1).strip("[]") or "0.0.0.0", int(m.group(2))))
+            facts.networks = {str(n.get("Name")): {"driver": str(n.get("Driver", "")), "scope": str(n.get("Scope", ""))}
+                              for n in _json_lines(results["networks"].stdout)}
+        for c in _json_lines(results["containers"].stdout):
+            labels = parse_labels(str(c.get("Labels", "")))
+            facts.containers.append(Container(
+                name=str(c.get("Names", "")), project=labels.get("com.docker.compose.project", ""),
+                working_dir=labels.get("com.docker.compose.project.working_dir", ""), state=str(c.get("State", "")),
+                ports=parse_ports(str(c.get("Ports", "")))))
+        facts.max_map_count = enginelib.read_sysctl(facts.engine, "vm.max_map_count")
+        facts.unprivileged_port_start = enginelib.unprivileged_port_start(facts.engine)
     facts.env = envfile.read(model.project_dir / ENV_FILE) if (model.project_dir / ENV_FILE).exists() else None
     facts.example = envfile.read(model.project_dir / ENV_EXAMPLE)
     secret_dirs = sorted({Path(s.path).parent for s in secretslib.specs(model)})
     facts.tracked_secrets = secretslib.tracked_files(model.project_dir, secret_dirs)
-    try:
-        facts.max_map_count = int(Path("/proc/sys/vm/max_map_count").read_text().strip())
-    except (OSError, ValueError):
-        facts.max_map_count = None
     return facts
 
 
 # ---------------------------------------------------------------- checks (pure functions)
 
 
-def check_engine(facts: Facts) -> list[Finding]:
-    if facts.engine_error is None:
-        return []
-    return [Finding("docker.engine-unreachable", ERROR, f"the Docker engine does not answer: {facts.engine_error}",
-                    "start the engine (Linux: `sudo systemctl start docker`; macOS/WSL2: start Docker Desktop), "
-                    "then check with `docker info`")]
+def check_engine(model: Model, facts: Facts) -> list[Finding]:
+    if facts.engine_error is not None:
+        return [Finding("docker.engine-unreachable", ERROR, facts.engine_error, facts.engine_fix)]
+    engine = facts.engine
+    out: list[Finding] = []
+    if engine is None:
+        return out
+    if not engine.start_interval:
+        users = sorted(svc for svc, spec in model.services.items()
+                       if "start_interval" in (spec.get("healthcheck") or {}))
+        if users:
+            out.append(Finding(
+                "engine.no-start-interval", WARNING,
+                f"Docker Engine {engine.version_text} predates 25: `invoke up` drops healthcheck.start_interval "
+                f"for {', '.join(users)}, so each first probe waits a whole interval (a slower first boot)",
+                "upgrade the engine to Docker 25 or newer (Debian: docker.io from trixie, or Docker's packages)"))
+    if engine.kind == enginelib.REMOTE:
+        out.append(Finding(
+            "engine.remote", WARNING,
+            f"the engine ({engine.name}, kernel {engine.kernel}) is not on this machine: bind-mount sources, owners "
+            "and host ports are that machine's, and preflight cannot check them from here",
+            "run the toolkit on the machine that runs the engine, or unset DOCKER_HOST to use a local engine"))
+    return out
 
 
 def check_compose_warnings(model: Model) -> list[Finding]:
@@ -135,13 +206,17 @@ def check_secrets(model: Model, facts: Facts) -> list[Finding]:
             out.append(Finding("secret.empty", ERROR, f"secret {spec.name} is empty",
                                "run `invoke secrets` (fills empty files, keeps the others)", service, rel))
             continue
-        if dirs.ownership_matters():
-            for svc in spec.consumers:
-                user = model.service_user(svc) or (0, 0)
-                if not dirs.allows(spec.path, *user, 0o4):
+        engine = facts.engine
+        if engine is not None:
+            st = spec.path.stat()
+            for reader in spec.readers:
+                if not reader.can_read(engine, (st.st_uid, st.st_gid, st.st_mode)):
+                    who = f"uid {reader.uid}" if reader.uid is not None else "a container user it does not declare"
                     out.append(Finding("secret.unreadable", ERROR,
-                                       f"secret {spec.name} is not readable by uid {user[0]} of {svc}",
-                                       f"chmod {spec.mode:o} {rel}", svc, rel))
+                                       f"secret {spec.name} is not readable by {who} of {reader.service} "
+                                       f"({engine.kind} engine)",
+                                       f"chmod {spec.mode(engine):o} {rel} (or `invoke secrets`, which sets it)",
+                                       reader.service, rel))
     for path in facts.tracked_secrets:
         out.append(Finding("secret.tracked", ERROR, f"git tracks {path}",
                            f"git rm --cached {path} (then rotate that value)", file=path))
@@ -178,18 +253,17 @@ def check_certs(model: Model) -> list[Finding]:
     return []
 
 
-def check_dirs(model: Model) -> list[Finding]:
+def check_dirs(model: Model, facts: Facts) -> list[Finding]:
     out = []
     for d in dirs.data_dirs(model):
         rel = model.relpath(d.path)
         if not d.path.is_dir():
             out.append(Finding("dir.missing", ERROR, f"bind-mount source for {d.target} does not exist",
                                "run `invoke dirs`", d.service, rel))
-        elif dirs.ownership_matters() and d.owner and not dirs.writable_by(d.path, *d.owner):
-            st = d.path.stat()
-            out.append(Finding("dir.not-writable", ERROR,
-                               f"owned by {st.st_uid}:{st.st_gid} mode {st.st_mode & 0o777:04o}, "
-                               f"not writable by uid {d.owner[0]}", dirs.fix_command(d), d.service, rel))
+        elif facts.engine is not None:
+            why = dirs.usable(d, facts.engine)
+            if why:
+                out.append(Finding("dir.not-writable", ERROR, why, dirs.fix_hint(d), d.service, rel))
     return out
 
 
@@ -203,8 +277,8 @@ def check_networks(model: Model, facts: Facts) -> list[Finding]:
             for name in networks.external(model) if name not in facts.networks]
 
 
-def published_ports(model: Model) -> list[tuple[str, str, int]]:
-    """(service, host_ip, port) for every single published TCP port, sorted."""
+def published_ports(model: Model) -> list[tuple[str, str, int, int]]:
+    """(service, host_ip, published port, container port) for every single published TCP port, sorted."""
     out = []
     for svc, spec in sorted(model.services.items()):
         for p in spec.get("ports") or []:
@@ -212,12 +286,25 @@ def published_ports(model: Model) -> list[tuple[str, str, int]]:
                 continue
             published = str(p.get("published") or "")
             if published.isdigit():
-                out.append((svc, p.get("host_ip") or "0.0.0.0", int(published)))
+                out.append((svc, p.get("host_ip") or "0.0.0.0", int(published), int(p.get("target", 0))))
     return sorted(set(out))
 
 
 def port_taken(host_ip: str, port: int) -> bool:
+    """Whether something on this machine already holds ``host_ip:port``.
+
+    Connect first: a listener answers whoever asks, for any port (also below 1024, where a
+    non-root bind fails with EACCES before it could say EADDRINUSE) and whatever address it
+    listens on (a wildcard listener answers on 127.0.0.1). Then bind, for a socket that is
+    bound without listening.
+    """
     family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host_ip, host_ip)
+    try:
+        with socket.create_connection((target, port), timeout=0.5):
+            return True
+    except OSError:
+        pass
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -229,14 +316,36 @@ def port_taken(host_ip: str, port: int) -> bool:
 
 def check_ports(model: Model, facts: Facts) -> list[Finding]:
     out = []
-    ours = {port for _, port in facts.project_ports}
-    for svc, host_ip, port in published_ports(model):
+    ours = {port for c in facts.containers if c.project == model.name for _, port in c.ports}
+    theirs = {port: c for c in facts.containers if c.project != model.name for _, port in c.ports}
+    variables = compose.port_variables(model.project_dir)
+    for svc, host_ip, port, target in published_ports(model):
+        var = variables.get((svc, target))
+        named = f"{var}={port}" if var else f"port {port}"
+        where = f"{ENV_FILE} ({var})" if var else ""
+        if port < facts.unprivileged_port_start:
+            out.append(Finding(
+                "port.privileged", ERROR,
+                f"{named} is below {facts.unprivileged_port_start}, the lowest port a rootless engine may publish",
+                f"set {var or 'the port variable'} to {port + 8000 if port < 1024 else 8000 + port % 1000} (or any "
+                f"port >= {facts.unprivileged_port_start}) in .env; or allow it for the whole machine: "
+                f"`sudo sysctl -w net.ipv4.ip_unprivileged_port_start={port}` (persist it in /etc/sysctl.d/)",
+                svc, where))
+            continue
         if port in ours:
             continue
-        if port_taken(host_ip, port):
-            out.append(Finding("port.in-use", ERROR, f"{host_ip}:{port} is already in use by another process",
+        holder = theirs.get(port)
+        if holder is not None:
+            project = f" of Compose project {holder.project}" if holder.project else ""
+            stop = f"`docker compose -p {holder.project} down`" if holder.project else f"`docker stop {holder.name}`"
+            out.append(Finding("port.in-use", ERROR,
+                               f"{host_ip}:{port} ({named}) is published by container {holder.name}{project}",
+                               f"stop it ({stop}) or choose another port for {var or 'this service'} in .env",
+                               svc, where))
+        elif port_taken(host_ip, port):
+            out.append(Finding("port.in-use", ERROR, f"{host_ip}:{port} ({named}) is already in use by another process",
                                f"stop that process (`sudo ss -ltnp 'sport = :{port}'` shows it) or choose "
-                               "another port in .env (see the *_PORT variables)", svc))
+                               f"another port for {var or 'this service'} in .env", svc, where))
     return out
 
 
@@ -311,29 +420,40 @@ def check_images(model: Model, files: dict[str, str]) -> list[Finding]:
     return out
 
 
+def sysctl_fix(engine: Engine | None, name: str, value: int) -> str:
+    """Where to set a kernel setting for the kernel this engine's containers run on."""
+    if engine is not None and engine.kind == enginelib.DESKTOP:
+        return (f"Docker Desktop runs containers in its own VM: on WSL2 run `wsl -d docker-desktop sysctl -w "
+                f"{name}={value}` in PowerShell; on macOS `docker run --rm --privileged --pid=host alpine nsenter -t 1 "
+                f"-m -u -n -i sysctl -w {name}={value}`; both are lost when Desktop restarts (runbook §1.2/§1.3)")
+    if engine is not None and engine.kind == enginelib.REMOTE:
+        return f"on the engine's machine ({engine.name}): `sudo sysctl -w {name}={value}` (persist in /etc/sysctl.d/)"
+    return f"sudo sysctl -w {name}={value} (persist it in /etc/sysctl.d/99-infra.conf)"
+
+
 def check_sysctl(model: Model, facts: Facts) -> list[Finding]:
-    if platform.system() != "Linux" or facts.max_map_count is None:
+    if facts.max_map_count is None:
         return []
     out = []
+    where = f" ({facts.engine.kind} engine, kernel {facts.engine.kernel})" if facts.engine else ""
     for svc in sorted(model.services):
         wanted = (model.x(svc).get("host-sysctl") or {}).get("vm.max_map_count")
         if wanted and facts.max_map_count < int(wanted):
             out.append(Finding("host.max-map-count", WARNING,
-                               f"vm.max_map_count is {facts.max_map_count}, {svc} wants at least {wanted}",
-                               f"sudo sysctl -w vm.max_map_count={wanted} (persist it in /etc/sysctl.d/); "
-                               "Docker Desktop/WSL2: set it inside the VM (see the runbook)", svc))
+                               f"vm.max_map_count is {facts.max_map_count}{where}, {svc} wants at least {wanted}",
+                               sysctl_fix(facts.engine, "vm.max_map_count", int(wanted)), svc))
     return out
 
 
 def run_checks(model: Model, facts: Facts) -> list[Finding]:
     raw = compose.raw_services(model.project_dir)
     files = {svc: file for svc, (file, _) in raw.items()}
-    findings = check_engine(facts)
+    findings = check_engine(model, facts)
     findings += check_env(model, facts)
     findings += check_example_credentials(facts)
     findings += check_secrets(model, facts)
     findings += check_certs(model)
-    findings += check_dirs(model)
+    findings += check_dirs(model, facts)
     findings += check_networks(model, facts)
     findings += check_ports(model, facts)
     dollars = check_dollars(raw, facts)

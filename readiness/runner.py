@@ -114,3 +114,83 @@ def stream(args: Sequence[str], *, cwd: str | Path | None = None) -> int:
                            fix=INSTALL_HINTS.get(program, f"install {program}"), code=127) from None
     except KeyboardInterrupt:
         return 130
+
+
+class Lines:
+    """A running command whose output (stdout and stderr merged) is read line by line.
+
+    For the long commands (``compose pull``, ``compose up --wait``) whose progress the user
+    must see while they run: a reader thread feeds a queue, so the caller can wait for a
+    line *or* a heartbeat tick (:meth:`next`) and print something at least every few seconds
+    even when the command is silent. ``close`` (also on Ctrl-C, through ``with``) stops the
+    command: SIGTERM, then SIGKILL.
+    """
+
+    def __init__(self, args: Sequence[str], *, cwd: str | Path | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        import queue
+        import threading
+
+        full_env = None
+        if env is not None:
+            full_env = dict(os.environ)
+            full_env.update(env)
+        self.args = tuple(args)
+        try:
+            self.proc = subprocess.Popen(list(args), cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        except FileNotFoundError:
+            program = Path(args[0]).name
+            raise ToolkitError(f"`{program}` is not installed or not on PATH",
+                               fix=INSTALL_HINTS.get(program, f"install {program}"), code=127) from None
+        self.output: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._done = False
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def next(self, timeout: float) -> tuple[bool, str | None]:
+        """(finished, line): a line, or (False, None) after ``timeout`` s of silence, or (True, None) at the end."""
+        import queue
+
+        if self._done:
+            return True, None
+        try:
+            line = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return False, None
+        if line is None:
+            self._done = True
+            self.proc.wait()
+            return True, None
+        self.output.append(line)
+        return False, line
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def result(self) -> Result:
+        text = "\n".join(self.output)
+        return Result(self.args, self.proc.wait(), text, text)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> Lines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

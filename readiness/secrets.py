@@ -6,10 +6,17 @@ of each comes from its ``x-readiness`` field. Values come from the OS CSPRNG
 seen half-written and a concurrent run can never replace it.
 
 File modes: Compose bind-mounts a secret file with the host file's owner and mode (it
-ignores ``uid``/``gid``/``mode`` outside Swarm), so a file read by a non-root container user
-must be world-readable (0444); the ``secrets/`` directory itself is 0700, which keeps other
-host users out (the bind mount does not traverse it). Files read only by root-run
-containers are 0400.
+ignores ``uid``/``gid``/``mode`` outside Swarm), so what a container may read is decided by
+the host owner and mode *as the engine maps the container's ids* (:func:`mode_for`): 0400
+when every consuming container process is the file's owner as the engine maps it (container
+root under a rootless engine is the user) or is root with CAP_DAC_OVERRIDE over a file its
+user namespace maps (rootful root); 0444 otherwise -- a non-root container uid, any uid
+under userns-remap, or a service that declares no user at all (it is not assumed to be
+root). The ``secrets/`` directory itself is 0700, which keeps other host users out (the bind
+mount does not traverse it).
+
+Concurrency: the whole step runs under a lock, so two runs cannot write the two halves of
+the htpasswd pair (plaintext and hash) from two different values.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import engine as enginelib
 from . import fsutil, runner
 from .compose import Model
+from .engine import Engine
 from .errors import ToolkitError
 
 SYMBOLS = "@%+=_-.:~^,"
@@ -39,6 +48,31 @@ DIR_MODE = 0o700
 SIDECAR_MODE = 0o400
 #: Files git may track under a secrets directory.
 ALLOWED_TRACKED = {"README.md", ".gitkeep"}
+LOCK = ".readiness/locks/secrets.lock"
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A container process that reads a secret: its service, uid:gid (None: not declared), and
+    whether it keeps CAP_DAC_OVERRIDE."""
+
+    service: str
+    uid: int | None
+    gid: int | None
+    dac_override: bool
+
+    def can_read(self, engine: Engine, owner: tuple[int, int, int]) -> bool:
+        """Whether this reader may read a file with host (uid, gid, mode) ``owner``."""
+        if self.uid is None or self.gid is None:  # unknown user: only "other" bits are safe
+            return not engine.ownership_matters or owner[2] & 0o004 == 0o004
+        return enginelib.permits(engine, owner, self.uid, self.gid, 0o4, dac_override=self.dac_override)
+
+
+def mode_for(readers: tuple[Reader, ...], engine: Engine, owner: tuple[int, int]) -> int:
+    """The least mode (0400 or 0444) that lets every reader read a file the user ``owner`` writes."""
+    if all(r.can_read(engine, (owner[0], owner[1], 0o400)) for r in readers):
+        return 0o400
+    return 0o444
 
 
 @dataclass(frozen=True)
@@ -46,7 +80,7 @@ class SecretSpec:
     name: str
     path: Path
     consumers: tuple[str, ...]
-    readers: tuple[int, ...]  # uids of the consuming containers' processes
+    readers: tuple[Reader, ...]  # the consuming containers' processes
     charset: str = "alnum"
     length: int = DEFAULT_LENGTH
     template: str | None = None
@@ -54,10 +88,9 @@ class SecretSpec:
     htpasswd_user: str = "admin"
     certificate: str | None = None
 
-    @property
-    def mode(self) -> int:
-        """0400 when only root reads it, else 0444 (see the module docstring)."""
-        return 0o400 if all(uid == 0 for uid in self.readers) else 0o444
+    def mode(self, engine: Engine) -> int:
+        """The mode this secret's file gets when the current user writes it (module docstring)."""
+        return mode_for(self.readers, engine, (os.geteuid(), os.getegid()))
 
     @property
     def sidecar(self) -> Path | None:
@@ -74,7 +107,8 @@ def specs(model: Model) -> list[SecretSpec]:
             continue
         x = model.secret_x(name)
         consumers = tuple(model.secret_consumers.get(name, ()))
-        readers = tuple(sorted({(model.service_user(s) or (0, 0))[0] for s in consumers}))
+        readers = tuple(Reader(svc, *(model.service_user(svc) or (None, None)),
+                               dac_override=model.has_cap(svc, "DAC_OVERRIDE")) for svc in consumers)
         charset = str(x.get("charset", "alnum"))
         if charset not in CHARSETS:
             raise ToolkitError(
@@ -95,6 +129,12 @@ def specs(model: Model) -> list[SecretSpec]:
             raise ToolkitError(f"secret {name}: length {length} is below the minimum {MIN_LENGTH}",
                                where=f"docker-compose.yml (secrets.{name})",
                                fix=f"set x-readiness.length to {MIN_LENGTH} or more")
+        template = x.get("template")
+        if template is not None and (not isinstance(template, str) or "{value}" not in template):
+            raise ToolkitError(f"secret {name}: template {template!r} has no {{value}} placeholder, so every "
+                               "generated file would hold the same text",
+                               where=f"docker-compose.yml (secrets.{name}.x-readiness.template)",
+                               fix="put {value} where the random value goes, e.g. \"https://host/{value}\"")
         out.append(
             SecretSpec(
                 name=name,
@@ -176,29 +216,37 @@ def _write_new(path: Path, content: str, mode: int, changes: list[Change]) -> st
     return path.read_text(encoding="utf-8")
 
 
-def ensure(model: Model) -> list[Change]:
+def ensure(model: Model, engine: Engine) -> list[Change]:
     """Create every missing secret file of the model; returns what changed."""
     changes: list[Change] = []
     every = specs(model)
-    ensure_dirs([s.path for s in every], changes)
-    for spec in (s for s in every if not s.certificate):
-        if spec.path.is_dir():
-            raise ToolkitError(f"secret {spec.name}: {spec.path} is a directory, not a file",
-                               where=model.relpath(spec.path),
-                               fix=f"remove the directory (`rmdir {spec.path}`) and run `invoke secrets`")
-        if spec.format == "htpasswd":
-            assert spec.sidecar is not None
-            if not (spec.path.exists() and spec.path.stat().st_size > 0):
-                password = _write_new(spec.sidecar, generate_value(spec.charset, spec.length), SIDECAR_MODE, changes)
-                _write_new(spec.path, htpasswd_line(spec.htpasswd_user, password.strip()), spec.mode, changes)
-            if spec.sidecar.exists():  # the user's copy of the plaintext: owner-only, however it was written
-                _ensure_mode(spec.sidecar, SIDECAR_MODE, changes)
-        else:
-            value = generate_value(spec.charset, spec.length)
-            content = spec.template.replace("{value}", value) if spec.template else value
-            _write_new(spec.path, content, spec.mode, changes)
-        _ensure_mode(spec.path, spec.mode, changes)
+    with fsutil.file_lock(model.project_dir / LOCK):
+        ensure_dirs([s.path for s in every], changes)
+        for spec in (s for s in every if not s.certificate):
+            _ensure_one(model, spec, spec.mode(engine), changes)
     return changes
+
+
+def _ensure_one(model: Model, spec: SecretSpec, mode: int, changes: list[Change]) -> None:
+    """Create one secret file (and its htpasswd plaintext) unless present; set its mode."""
+    if spec.path.is_dir():
+        raise ToolkitError(f"secret {spec.name}: {spec.path} is a directory, not a file",
+                           where=model.relpath(spec.path),
+                           fix=f"remove the directory (`rmdir {spec.path}`) and run `invoke secrets`")
+    if spec.format == "htpasswd":
+        assert spec.sidecar is not None
+        if not (spec.path.exists() and spec.path.stat().st_size > 0):
+            password = _write_new(spec.sidecar, generate_value(spec.charset, spec.length), SIDECAR_MODE, changes)
+            _write_new(spec.path, htpasswd_line(spec.htpasswd_user, password.strip()), mode, changes)
+        if spec.sidecar.exists():  # the user's copy of the plaintext: owner-only, however it was written
+            _ensure_mode(spec.sidecar, SIDECAR_MODE, changes)
+    else:
+        value = generate_value(spec.charset, spec.length)
+        content = spec.template.replace("{value}", value) if spec.template else value
+        _write_new(spec.path, content, mode, changes)
+    _ensure_mode(spec.path, mode, changes)
+
+
 
 
 def tracked_files(project_dir: Path, directories: list[Path]) -> list[str]:

@@ -1,18 +1,26 @@
 """The body of each task, as plain functions that print what they changed.
 
-``tasks.py`` is only the table of tasks and their ``pre=`` order; the work is here so that
-tests and the Nox sessions call exactly the same code. Every step is idempotent: a second
-run finds everything in place and says "nothing changed".
+``tasks.py`` is only the table of tasks; the work is here so that tests and the Nox sessions
+call exactly the same code, and each task's name is its step's name. Every step is
+idempotent: a second run finds everything in place and says "nothing changed". Steps print
+through :mod:`readiness.output` and return what a ``--json`` run prints
+(:class:`readiness.cli.Outcome`) or a plain summary dict that ``bootstrap`` collects.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+import re
 from pathlib import Path
+from typing import Any
 
-from . import certs, compose, dirs, envfile, findings, networks, preflight, runner
+from . import certs as certslib
+from . import compose, envfile, findings, fsutil, output, preflight, runner
+from . import dirs as dirslib
+from . import engine as enginelib
+from . import networks as networkslib
 from . import secrets as secretslib
+from .cli import Outcome
 from .compose import Model
 from .errors import ToolkitError
 
@@ -21,12 +29,12 @@ _MODELS: dict[Path, Model] = {}
 
 def project_dir() -> Path:
     """The stack to work on: ``$READINESS_PROJECT_DIR`` or the repository root."""
-    env = os.environ.get("READINESS_PROJECT_DIR")
-    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
+    env_dir = os.environ.get("READINESS_PROJECT_DIR")
+    return Path(env_dir).resolve() if env_dir else Path(__file__).resolve().parent.parent
 
 
 def model(project: Path, *, tolerate_missing: bool = False) -> Model:
-    """The rendered model, loaded once per process (every task of a run shares it)."""
+    """The rendered model, loaded once per process (every step of a run shares it)."""
     cached = _MODELS.get(project)
     if cached is None or (cached.missing_required and not tolerate_missing):
         cached = _MODELS[project] = compose.load(project, tolerate_missing=tolerate_missing)
@@ -37,21 +45,29 @@ def forget_model() -> None:
     _MODELS.clear()
 
 
-def say(task: str, message: str) -> None:
-    print(f"{task}: {message}", flush=True)
+def say(task: str, message: str, style: str | None = None) -> None:
+    output.say(task, message, style)
 
 
-def report(task: str, changes: list[str], unchanged: str) -> None:
+def report(task: str, changes: list[str], unchanged: str) -> dict[str, Any]:
     """One line per change, or one line saying that nothing changed (idempotent reruns)."""
     for line in changes:
         say(task, line)
     if not changes:
         say(task, f"{unchanged} (nothing changed)")
+    return {"changes": changes}
 
 
-def env(project: Path) -> None:
+# ------------------------------------------------------------------ preparing
+
+
+def env(project: Path) -> dict[str, Any]:
+    adapted = _create_env_for_engine(project)
     result = envfile.ensure(project / ".env", project / ".env.example")
-    if result.created:
+    if adapted:
+        say("env", f"created .env from .env.example for a rootless engine: {', '.join(adapted)} (ports below "
+                   "1024 cannot be published without privileges; every URL carries the port)")
+    elif result.created:
         say("env", f"created .env from .env.example ({len(result.added)} variables)")
     elif result.added:
         say("env", f"added to .env from .env.example: {', '.join(result.added)}")
@@ -65,65 +81,107 @@ def env(project: Path) -> None:
             where=str(project / ".env"),
             fix="set them in .env (their comments in .env.example say what they are)",
         )
+    return {"created": bool(result.created or adapted), "added": list(result.added), "adapted": adapted}
 
 
-def secrets(project: Path) -> None:
+def _create_env_for_engine(project: Path) -> list[str]:
+    """On a rootless engine, a new ``.env`` gets publishable defaults for privileged ports.
+
+    Only when ``.env`` does not exist yet (a value the user wrote is never changed): each
+    port variable of ``.env.example`` whose default is below the engine's limit becomes
+    default + 8000 (80 -> 8080, 443 -> 8443). Returns the ``KEY=value`` it chose.
+    """
+    target, example = project / ".env", project / ".env.example"
+    if target.exists() or not example.is_file():
+        return []
+    try:
+        engine = enginelib.info()
+    except ToolkitError:
+        return []  # no engine to ask: preflight will say what is wrong once there is one
+    start = enginelib.unprivileged_port_start(engine)
+    if not start:
+        return []
+    names = set(compose.port_variables(project).values())
+    chosen: list[str] = []
+
+    def adapt(m: re.Match[str]) -> str:
+        port = int(m.group(2))
+        if m.group(1) not in names or port >= start:
+            return m.group(0)
+        new = port + 8000 if port + 8000 >= start else start + port
+        chosen.append(f"{m.group(1)}={new}")
+        return f"{m.group(1)}={new}"
+
+    text = re.sub(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)=(\d+)[ \t]*$", adapt, example.read_text(encoding="utf-8"))
+    if chosen and fsutil.create_exclusive(target, text.encode(), 0o600):
+        return chosen
+    return []
+
+
+def secrets(project: Path) -> dict[str, Any]:
     m = model(project)
     specs = secretslib.specs(m)
     secretslib.refuse_tracked(project, sorted({s.path.parent for s in specs}))
-    changes = secretslib.ensure(m)
-    report("secrets", [f"{m.relpath(ch.path)}: {ch.action}" for ch in changes],
-           f"all {sum(1 for s in specs if not s.certificate)} secret files present")
+    changes = secretslib.ensure(m, enginelib.info())
+    return report("secrets", [f"{m.relpath(ch.path)}: {ch.action}" for ch in changes],
+                  f"all {sum(1 for s in specs if not s.certificate)} secret files present")
 
 
-def certificates(project: Path) -> None:
+def certs(project: Path) -> dict[str, Any]:
     m = model(project)
     paths = preflight.cert_paths(m)
     if paths is None:
         say("certs", "the stack declares no certificate secrets (nothing to do)")
-        return
+        return {"changes": []}
     secretslib.ensure_dirs([paths.cert, paths.key], [])
-    names = certs.required_names(m.all_routed_hosts)
-    changed, reasons = certs.ensure(paths, names)
+    names = certslib.required_names(m.all_routed_hosts)
+    changed, reasons = certslib.ensure(paths, names)
     if changed:
-        say("certs", f"generated {m.relpath(paths.cert)} for {len(names)} names: {'; '.join(reasons)}")
-    else:
-        say("certs", f"{m.relpath(paths.cert)} is valid for all {len(names)} names (nothing changed)")
+        line = f"generated {m.relpath(paths.cert)} for {len(names)} names: {'; '.join(reasons)}"
+        say("certs", line)
+        return {"changes": [line]}
+    say("certs", f"{m.relpath(paths.cert)} is valid for all {len(names)} names (nothing changed)")
+    return {"changes": []}
 
 
-def data_dirs(project: Path) -> None:
+def dirs(project: Path, *, repair: bool = False) -> dict[str, Any]:
     m = model(project)
-    changes, problems = dirs.ensure(m)
-    report("dirs", [f"{m.relpath(ch.path)}: {ch.action}" for ch in changes],
-           f"all {len(dirs.data_dirs(m))} data directories present")
+    engine = enginelib.info()
+    changes, problems = dirslib.ensure(m, engine, repair=repair)
+    summary = report("dirs", [f"{m.relpath(ch.path)}: {ch.action}" for ch in changes],
+                     f"all {len(dirslib.data_dirs(m))} data directories present")
     if problems:
-        lines = [f"  {m.relpath(d.path)} ({d.service}): {why}\n    fix: {dirs.fix_command(d)}" for d, why in problems]
+        lines = [f"  {m.relpath(d.path)} ({d.service}): {why}" for d, why in problems]
         raise ToolkitError("some bind-mount directories cannot be used by their containers:\n" + "\n".join(lines),
-                           fix="run the commands above (or run `invoke dirs` as root), then `invoke dirs` again")
+                           fix=f"`invoke dirs --repair` gives each its owner through the {engine.kind} engine "
+                               "(no sudo); it changes only the directories listed above")
+    return summary
 
 
-def external_networks(project: Path) -> None:
+def networks(project: Path) -> dict[str, Any]:
     m = model(project)
-    created = networks.ensure(m)
-    report("networks", [f"created external network {name}" for name in created],
-           f"all {len(networks.external(m))} external networks present")
+    created = networkslib.ensure(m)
+    return report("networks", [f"created external network {name}" for name in created],
+                  f"all {len(networkslib.external(m))} external networks present")
 
 
-def config(project: Path) -> None:
+def config(project: Path) -> dict[str, Any]:
     m = model(project)
     if m.warnings:
         raise ToolkitError("docker compose config printed warnings:\n" + "\n".join(f"  - {w}" for w in m.warnings),
                            where=str(project / compose.COMPOSE_FILE),
                            fix="fix each cause (an unset variable belongs in .env / .env.example)")
     say("config", f"docker compose config: ok, no warning ({len(m.services)} services)")
+    return {"services": len(m.services)}
 
 
-def lint(project: Path) -> None:
+def lint(project: Path) -> dict[str, Any]:
     files = yaml_files(project)
     res = runner.run(["yamllint", "--strict", "-f", "parsable", *map(str, files)], cwd=project)
     if not res.ok:
         raise ToolkitError("yamllint found problems:\n" + res.stdout.strip(), fix="fix the lines listed above")
     say("lint", f"yamllint: {len(files)} YAML files clean")
+    return {"files": len(files)}
 
 
 def yaml_files(project: Path) -> list[Path]:
@@ -133,67 +191,157 @@ def yaml_files(project: Path) -> list[Path]:
     return [p for p in found if p.is_file()]
 
 
-def run_preflight(project: Path, *, as_json: bool = False) -> int:
-    m = None
+def run_preflight_checks(project: Path) -> list[findings.Finding]:
     try:
-        m = model(project, tolerate_missing=True)
+        m: Model | None = model(project, tolerate_missing=True)
     except ToolkitError:
         m = None
-    result = preflight.run_checks(m, preflight.gather(m)) if m else preflight.preflight(project)
-    sys.stdout.write(findings.to_json(result) if as_json else findings.to_text(result))
-    sys.stdout.flush()
-    return 1 if findings.blocking(result) else 0
+    return preflight.run_checks(m, preflight.gather(m)) if m else preflight.preflight(project)
 
 
-def up(project: Path, timeout: int) -> None:
-    import threading
+def preflight_step(project: Path) -> Outcome:
+    result = run_preflight_checks(project)
+    out = output.current()
+    out.text(findings.to_text(result, out=out))
+    doc = findings.to_doc(result)
+    return Outcome(doc, ok=doc["ok"])
 
+
+def bootstrap(project: Path) -> Outcome:
+    """env -> secrets -> certs -> dirs -> networks -> config -> preflight, each reported."""
+    steps_done: dict[str, Any] = {"env": env(project)}
+    for name, step in (("secrets", secrets), ("certs", certs), ("dirs", dirs), ("networks", networks),
+                       ("config", config)):
+        steps_done[name] = step(project)
+    checks = preflight_step(project)
+    doc = {"steps": steps_done, "preflight": checks.doc}
+    if checks.ok:
+        say("bootstrap", "done: the stack is ready to boot (`invoke up`)", "ok")
+    else:
+        say("bootstrap", "preflight found errors: fix them, then run `invoke bootstrap` again", "error")
+    return Outcome(doc, ok=checks.ok)
+
+
+# ------------------------------------------------------------------ running
+
+
+def up(project: Path, timeout: int) -> Outcome:
     from . import boot, health
 
-    threading.Thread(target=health.preload, daemon=True).start()  # overlaps `compose up`
+    prepared = bootstrap(project)
+    if not prepared.ok:
+        return Outcome({"bootstrap": prepared.doc}, ok=False)
     m = model(project)
-    say("up", f"docker compose up -d --wait (timeout {timeout} s) ...")
-    boot.up(m, timeout)
-    say("up", f"all {len(m.services)} services are up and healthy (`invoke health` probes the endpoints)")
+    started = boot.up(m, enginelib.info(), timeout)
+    say("up", f"all {len(m.services)} services are up and healthy (`invoke health` probes the endpoints)", "ok")
+    where = urls_doc(m)
+    output.current().text(urls_text(m, where))
+    states = {c.service: c.detail for c in health.container_checks(m, health.ps(m))}
+    return Outcome({"bootstrap": prepared.doc, "started": sorted(started), "services": states, "urls": where})
 
 
-def run_health(project: Path, *, as_json: bool, wait: bool, timeout: float, interval: float) -> int:
+def health(project: Path, *, wait: bool, timeout: float, interval: float) -> Outcome:
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import health
+    from . import health as healthlib
 
     # `compose ps` does not need the rendered model: run it alongside the render, and load
     # the HTTP client while both subprocesses run; this nearly halves one health check.
     plugin = ("docker", "compose")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        early = pool.submit(health.ps_command, plugin, project)
+        early = pool.submit(healthlib.ps_command, plugin, project)
         rendered = pool.submit(model, project)
-        health.preload()
+        healthlib.preload()
         m = rendered.result()
         first = early.result()
     containers = first if m.cli and m.cli.argv == plugin and first is not None else None
-    checks = health.check(m, preflight.root_ca(m), wait=wait, timeout=timeout, interval=interval,
-                          containers=containers)
-    sys.stdout.write(health.to_json(checks) if as_json else health.to_text(checks))
-    sys.stdout.flush()
-    return 0 if checks and all(c.ok for c in checks) else 1
+    out = output.current()
+    previous: list[list[healthlib.Check]] = []
+
+    def progress(checks: list[healthlib.Check]) -> None:
+        changed = healthlib.changes(previous[-1] if previous else None, checks)
+        previous.append(checks)
+        failing = [c for c in checks if not c.ok]
+        if changed and failing:
+            names = sorted({c.service for c in failing})
+            out.say("health", f"attempt {len(previous)}: {len(failing)} check(s) failing: {', '.join(names)}",
+                    "starting")
+
+    checks = healthlib.check(m, preflight.root_ca(m), wait=wait, timeout=timeout, interval=interval,
+                             containers=containers, on_attempt=progress if wait else None)
+    out.text(healthlib.to_text(checks, out))
+    doc = healthlib.to_doc(checks)
+    return Outcome(doc, ok=doc["ok"])
 
 
-def down(project: Path, volumes: bool) -> None:
+def status(project: Path) -> Outcome:
+    from . import health as healthlib
+
+    m = model(project)
+    checks = healthlib.container_checks(m, healthlib.ps(m))
+    out = output.current()
+    out.text(healthlib.to_text(checks, out))
+    doc = healthlib.to_doc(checks)
+    return Outcome(doc, ok=doc["ok"])
+
+
+def urls(project: Path) -> Outcome:
+    m = model(project)
+    doc = urls_doc(m)
+    output.current().text(urls_text(m, doc))
+    return Outcome(doc)
+
+
+def urls_doc(m: Model) -> dict[str, Any]:
+    from . import urls as urlslib
+
+    return urlslib.describe(m)
+
+
+def urls_text(m: Model, doc: dict[str, Any]) -> str:
+    from . import urls as urlslib
+
+    return urlslib.to_text(doc, output.current())
+
+
+def down(project: Path, volumes: bool) -> Outcome:
     from . import boot
 
     boot.down(model(project), volumes)
     kept = "" if volumes else "; data, secrets and named volumes kept"
     say("down", f"stack stopped and removed{kept}")
+    return Outcome({"removed_volumes": volumes})
 
 
-def status(project: Path) -> int:
-    from . import health
+def reset(project: Path, *, yes: bool, services: list[str]) -> Outcome:
+    """Stop the stack and delete data directories (all, or those of ``services``), through the engine."""
+    from . import boot
 
     m = model(project)
-    checks = health.container_checks(m, health.ps(m))
-    sys.stdout.write(health.to_text(checks))
-    return 0 if all(c.ok for c in checks) else 1
+    unknown = sorted(set(services) - set(m.services))
+    if unknown:
+        raise ToolkitError(f"no service named {', '.join(unknown)}",
+                           fix=f"choose from: {', '.join(sorted(m.services))}", code=output.EXIT_USAGE)
+    targets = [d for d in dirslib.data_dirs(m) if not services or d.service in services]
+    present = [d for d in targets if d.path.is_dir()]
+    listing = ", ".join(f"{m.relpath(d.path)} ({d.service})" for d in present) or "none"
+    if not yes:
+        raise ToolkitError(f"`invoke reset` deletes data for good: {listing}",
+                           fix="run `invoke reset --yes` to confirm (add `--service NAME` to limit it); secrets, "
+                               "certificates and .env are kept", code=output.EXIT_USAGE)
+    if services:
+        res = runner.run(boot.compose_args(m, "rm", "--stop", "--force", *services), cwd=m.project_dir, timeout=300)
+        if not res.ok:
+            raise ToolkitError(f"docker compose rm failed: {res.stderr.strip()}",
+                               fix=boot.engine_hint(res.stderr) or "see the message above")
+    else:
+        boot.down(m, volumes=True)
+    removed = dirslib.remove(m, present)
+    for path in removed:
+        say("reset", f"removed {m.relpath(path)}")
+    say("reset", f"{len(removed)} data director{'y' if len(removed) == 1 else 'ies'} removed; `invoke up` starts "
+                 "from empty data (secrets, certificates and .env kept)")
+    return Outcome({"removed": [m.relpath(p) for p in removed]})
 
 
 def logs(project: Path, service: str, tail: int, follow: bool) -> int:

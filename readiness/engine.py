@@ -1,0 +1,439 @@
+"""The one place that knows the Docker engine: what a container will see.
+
+Everything that concerns "what a container will see" -- the uid a file belongs to inside a
+container, which host ports can be published, the kernel's settings, memory and CPUs -- is
+the engine's to answer, not the machine that runs Python: under a rootless engine container
+uid 472 is a subordinate host uid, under Docker Desktop or a remote ``DOCKER_HOST`` the
+containers run in another kernel. This module asks the engine once (``docker info``) and
+turns the answer into an :class:`Engine` that the checks and fixes consult.
+
+Kinds of engine, and how they map ids (``docs/engines.md`` has the user-facing table):
+
+* ``rootful``: container uid N is host uid N.
+* ``rootless``: container root is the user running the engine; uid N >= 1 is
+  ``subuid_start + N - 1`` (``/etc/subuid``), as rootlesskit maps it.
+* ``userns-remap``: uid N is ``remap_start + N``; the start is in the engine's data root
+  (``/var/lib/docker/<uid>.<gid>``).
+* ``desktop`` (Docker Desktop on macOS/Windows/WSL2): file sharing ignores ownership, so
+  nothing about owners matters; the kernel is Desktop's VM.
+* ``remote`` (``tcp://``/``ssh://`` or another machine's kernel): bind-mount sources are
+  that machine's paths; the toolkit cannot check them from here and says so.
+
+The mapping is computed from ``docker info`` and ``/etc/subuid`` (pure functions, tested for
+each kind), and the tests check it against the engine's own answer: ``/proc/self/uid_map``
+read inside a container (:func:`uid_map_from_container`).
+
+Work that needs the engine's privileges (chown a data directory to a container uid,
+remove data the user no longer owns) runs in a short-lived helper container
+(:func:`helper`): ``--network none``, root in the container, only the capabilities the job
+needs, the directories bind-mounted. That is right under every kind, and needs no sudo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import pwd
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import runner
+from .errors import ToolkitError
+
+#: The variable (``.env``) naming the helper image; its default lives in docker-compose.yml
+#: (top-level ``x-readiness.helper-image``), so Compose stays the only registry.
+HELPER_VARIABLE = "HELPER_IMAGE"
+#: Engines older than this refuse ``healthcheck.start_interval`` (Compose checks it).
+START_INTERVAL_MIN = (25, 0, 0)
+#: The kernel default of ``net.ipv4.ip_unprivileged_port_start``.
+DEFAULT_UNPRIVILEGED_PORT_START = 1024
+
+ROOTFUL, ROOTLESS, USERNS, DESKTOP, REMOTE = "rootful", "rootless", "userns-remap", "desktop", "remote"
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """Ids ``inside .. inside+count-1`` in a container are ``outside ..`` on the host."""
+
+    inside: int
+    outside: int
+    count: int
+
+
+IDENTITY = (IdRange(0, 0, 4294967295),)
+
+
+def map_id(ranges: Sequence[IdRange], container_id: int) -> int | None:
+    """The host id of ``container_id``; None when the engine does not map it."""
+    for r in ranges:
+        if r.inside <= container_id < r.inside + r.count:
+            return r.outside + container_id - r.inside
+    return None
+
+
+def unmap_id(ranges: Sequence[IdRange], host_id: int) -> int | None:
+    """The container id that is ``host_id`` on the host; None when it has none (shows as nobody)."""
+    for r in ranges:
+        if r.outside <= host_id < r.outside + r.count:
+            return r.inside + host_id - r.outside
+    return None
+
+
+def parse_id_map(text: str) -> tuple[IdRange, ...]:
+    """``/proc/<pid>/uid_map`` text: ``inside outside count`` per line."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            out.append(IdRange(*(int(p) for p in parts)))
+    return tuple(out)
+
+
+def subordinate_range(text: str, user: str, uid: int) -> tuple[int, int] | None:
+    """The first ``/etc/subuid`` (or subgid) range of ``user``/``uid``: (start, count)."""
+    for line in text.splitlines():
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] in (user, str(uid)) and parts[1].isdigit() and parts[2].isdigit():
+            return int(parts[1]), int(parts[2])
+    return None
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What ``docker info`` says about the engine, and what follows from it."""
+
+    kind: str
+    version: tuple[int, int, int]
+    version_text: str
+    os: str
+    kernel: str
+    arch: str
+    cgroup_version: str
+    ncpu: int
+    mem_bytes: int
+    data_root: str
+    name: str
+    #: Same machine and kernel as this process: bind-mount sources are our files and
+    #: ``/proc/sys`` is the engine's kernel. False for Desktop's VM and remote engines.
+    local: bool
+    uid_map: tuple[IdRange, ...] = IDENTITY
+    gid_map: tuple[IdRange, ...] = IDENTITY
+    security_options: tuple[str, ...] = ()
+    #: Host uid that runs a rootless engine (its socket's owner), else None.
+    owner_uid: int | None = None
+    insecure_registries: tuple[str, ...] = field(default=())
+    #: The OS of the machine running the toolkit (``platform.system()``).
+    client_os: str = "Linux"
+
+    @property
+    def label(self) -> str:
+        """One phrase for messages: ``rootless Docker 26.1.5 on Debian GNU/Linux 13``."""
+        return f"{self.kind} Docker {self.version_text} on {self.os}"
+
+    def host_uid(self, uid: int) -> int | None:
+        return map_id(self.uid_map, uid)
+
+    def host_gid(self, gid: int) -> int | None:
+        return map_id(self.gid_map, gid)
+
+    def container_uid(self, host_uid: int) -> int | None:
+        return unmap_id(self.uid_map, host_uid)
+
+    def container_gid(self, host_gid: int) -> int | None:
+        return unmap_id(self.gid_map, host_gid)
+
+    @property
+    def ownership_matters(self) -> bool:
+        """Whether host owners and modes decide what a container can read and write.
+
+        Docker Desktop on macOS and Windows shares files through a layer that lets the
+        container user read and write them whatever their host owner; under WSL2 (a Linux
+        client) the project lives on the distribution's own filesystem and its owners count.
+        A remote engine mounts its own machine's paths: nothing here can be checked.
+        """
+        if self.kind == REMOTE:
+            return False
+        return self.kind != DESKTOP or self.client_os == "Linux"
+
+    @property
+    def root_is_host_root(self) -> bool:
+        """Container root is the host's root (so it may bypass file modes with DAC_OVERRIDE)."""
+        return self.host_uid(0) == 0
+
+    @property
+    def start_interval(self) -> bool:
+        """Whether the engine accepts ``healthcheck.start_interval`` (Docker Engine >= 25)."""
+        return self.version >= START_INTERVAL_MIN
+
+
+def permits(engine: Engine, owner: tuple[int, int, int], uid: int, gid: int, bits: int, *,
+            dac_override: bool = False) -> bool:
+    """Whether a container process with ``uid:gid`` gets every permission in ``bits`` (rwx as 0o7).
+
+    ``owner`` is the host file's (uid, gid, mode). Decided as the kernel decides for the
+    container: the ids are mapped to host ids first; then the owner, group or other bits of
+    the class they fall in apply. Container root with CAP_DAC_OVERRIDE (Docker's default set;
+    gone with ``cap_drop: [ALL]``) bypasses the bits -- but only for a file whose owner and
+    group are mapped into its user namespace (rootless: the user's own files; userns-remap:
+    never the user's files). Supplementary groups are not considered.
+    """
+    if not engine.ownership_matters:
+        return True
+    st_uid, st_gid, mode = owner
+    if uid == 0 and dac_override and engine.container_uid(st_uid) is not None \
+            and engine.container_gid(st_gid) is not None:
+        return True
+    host_uid, host_gid = engine.host_uid(uid), engine.host_gid(gid)
+    shift = 6 if host_uid is not None and st_uid == host_uid else 3 if host_gid is not None and st_gid == host_gid \
+        else 0
+    return (mode >> shift) & bits == bits
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else (0, 0, 0)
+
+
+def _is_desktop(doc: dict) -> bool:
+    labels = " ".join(str(x) for x in doc.get("Labels") or [])
+    return (doc.get("OperatingSystem") == "Docker Desktop" or doc.get("Name") == "docker-desktop"
+            or "com.docker.desktop" in labels)
+
+
+def socket_path(docker_host: str | None) -> str | None:
+    """The unix socket the CLI talks to, or None for tcp:// / ssh:// / npipe:// hosts."""
+    host = docker_host or "unix:///var/run/docker.sock"
+    return host[len("unix://"):] if host.startswith("unix://") else None
+
+
+def parse_info(doc: dict, *, docker_host: str | None, local_kernel: str, local_uid: int,
+               subuid: str = "", subgid: str = "", socket_owner: int | None = None,
+               user_of=None, client_os: str = "Linux") -> Engine:
+    """An :class:`Engine` from ``docker info``'s JSON and the host facts it needs (pure).
+
+    ``user_of(uid)`` names a uid for ``/etc/subuid`` lookups (default: the passwd entry).
+    """
+    options = tuple(str(o) for o in doc.get("SecurityOptions") or [])
+    names = {m.group(1) for o in options if (m := re.match(r"name=([^,]+)", o))}
+    kernel = str(doc.get("KernelVersion") or "")
+    unix = socket_path(docker_host) is not None
+    if _is_desktop(doc):
+        kind = DESKTOP
+    elif not unix or kernel != local_kernel:
+        kind = REMOTE
+    elif "rootless" in names:
+        kind = ROOTLESS
+    elif "userns" in names:
+        kind = USERNS
+    else:
+        kind = ROOTFUL
+    uid_map = gid_map = IDENTITY
+    owner = None
+    data_root = str(doc.get("DockerRootDir") or "")
+    if kind == ROOTLESS:
+        owner = socket_owner if socket_owner is not None else local_uid
+        lookup = user_of or _user_name
+        user = lookup(owner)
+        gid = _primary_gid(owner)
+        uid_map = _rootless_map(owner, subordinate_range(subuid, user, owner))
+        gid_map = _rootless_map(gid, subordinate_range(subgid, user, owner))
+    elif kind == USERNS:
+        m = re.search(r"/(\d+)\.(\d+)/?$", data_root)
+        if m:
+            uid_map = (IdRange(0, int(m.group(1)), 65536),)
+            gid_map = (IdRange(0, int(m.group(2)), 65536),)
+    registries = tuple(sorted((doc.get("RegistryConfig") or {}).get("InsecureRegistryCIDRs") or []))
+    return Engine(
+        kind=kind,
+        version=_version(str(doc.get("ServerVersion") or "")),
+        version_text=str(doc.get("ServerVersion") or "unknown"),
+        os=str(doc.get("OperatingSystem") or "unknown OS"),
+        kernel=kernel,
+        arch=str(doc.get("Architecture") or ""),
+        cgroup_version=str(doc.get("CgroupVersion") or ""),
+        ncpu=int(doc.get("NCPU") or 0),
+        mem_bytes=int(doc.get("MemTotal") or 0),
+        data_root=data_root,
+        name=str(doc.get("Name") or ""),
+        local=kind in (ROOTFUL, ROOTLESS, USERNS),
+        uid_map=uid_map,
+        gid_map=gid_map,
+        security_options=options,
+        owner_uid=owner,
+        insecure_registries=registries,
+        client_os=client_os,
+    )
+
+
+def _rootless_map(owner: int, sub: tuple[int, int] | None) -> tuple[IdRange, ...]:
+    ranges = [IdRange(0, owner, 1)]
+    if sub:
+        ranges.append(IdRange(1, sub[0], sub[1]))
+    return tuple(ranges)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _primary_gid(uid: int) -> int:
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def unreachable_fix(docker_host: str | None) -> str:
+    """How to start the engine the CLI points at."""
+    path = socket_path(docker_host) or ""
+    if "/run/user/" in path or "XDG_RUNTIME_DIR" in path:
+        return ("start your rootless engine (`systemctl --user start docker`, or `dockerd-rootless.sh &`), "
+                "then check with `docker info`")
+    if path and path != "/var/run/docker.sock":
+        return f"start the engine that listens on {path} (DOCKER_HOST), then check with `docker info`"
+    return ("start the engine (Linux: `sudo systemctl start docker`, or your rootless engine with "
+            "`systemctl --user start docker`; macOS/WSL2: start Docker Desktop), then check with `docker info`")
+
+
+_CACHE: dict[str | None, Engine] = {}
+
+
+def info(*, fresh: bool = False) -> Engine:
+    """The engine the ``docker`` CLI talks to (one ``docker info`` per process)."""
+    docker_host = os.environ.get("DOCKER_HOST")
+    if fresh or docker_host not in _CACHE:
+        _CACHE[docker_host] = from_result(runner.run(INFO_COMMAND, timeout=30))
+    return _CACHE[docker_host]
+
+
+INFO_COMMAND = ("docker", "info", "--format", "{{json .}}")
+
+
+def from_result(res: runner.Result) -> Engine:
+    """An :class:`Engine` from a finished ``docker info --format '{{json .}}'``; raises when the
+    engine did not answer (the message names why and how to start it)."""
+    docker_host = os.environ.get("DOCKER_HOST")
+    doc = _json(res.stdout)
+    errors = doc.get("ServerErrors") or []
+    if not res.ok or errors or not doc.get("ServerVersion"):
+        reason = (errors or res.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise ToolkitError(f"the Docker engine does not answer: {reason}", fix=unreachable_fix(docker_host))
+    sock = socket_path(docker_host)
+    owner = None
+    if sock:
+        try:
+            owner = os.stat(sock).st_uid
+        except OSError:
+            owner = None
+    engine = parse_info(doc, docker_host=docker_host, local_kernel=os.uname().release, local_uid=os.getuid(),
+                        subuid=_read("/etc/subuid"), subgid=_read("/etc/subgid"), socket_owner=owner,
+                        client_os=platform.system())
+    _CACHE[docker_host] = engine
+    return engine
+
+
+def _json(text: str) -> dict:
+    try:
+        doc = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+# ------------------------------------------------------------------ kernel settings and ports
+
+
+def read_sysctl(engine: Engine, name: str, image: str | None = None) -> int | None:
+    """A kernel setting as the engine's containers see it (None when it cannot be read).
+
+    Settings such as ``vm.max_map_count`` are not namespaced: the engine's kernel decides.
+    On a local engine that is this machine's kernel, read from ``/proc/sys`` directly (a
+    container would cost a second); elsewhere (Docker Desktop's VM, a remote engine) a helper
+    container reads it, when a helper image is given.
+    """
+    path = "/proc/sys/" + name.replace(".", "/")
+    if engine.local:
+        text = _read(path).strip()
+    elif image:
+        res = helper(image, f"cat {shlex.quote(path)}", [], timeout=60, check=False)
+        text = res.stdout.strip() if res.ok else ""
+    else:
+        text = ""
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def unprivileged_port_start(engine: Engine) -> int:
+    """Lowest host port the engine may publish without privileges.
+
+    Only a rootless engine publishes as an unprivileged user (rootlesskit's port driver binds
+    in the host's network namespace), so only it is limited by the host's
+    ``net.ipv4.ip_unprivileged_port_start``; a rootful engine binds as root.
+    """
+    if engine.kind != ROOTLESS:
+        return 0
+    value = read_sysctl(engine, "net.ipv4.ip_unprivileged_port_start")
+    return DEFAULT_UNPRIVILEGED_PORT_START if value is None else value
+
+
+# ------------------------------------------------------------------ helper containers
+
+
+def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], *, user: str = "0:0",
+                   caps: Sequence[str] = ()) -> list[str]:
+    """``docker run`` of a short-lived helper: no network, only ``caps``, ``mounts`` bound."""
+    args = ["docker", "run", "--rm", "--network", "none", "--user", user, "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--entrypoint", "/bin/sh"]
+    for cap in caps:
+        args += ["--cap-add", cap]
+    for source, target in mounts:
+        args += ["--mount", f"type=bind,source={source},target={target}"]
+    return [*args, image, "-c", script]
+
+
+def helper(image: str, script: str, mounts: Sequence[tuple[Path, str]], *, user: str = "0:0",
+           caps: Sequence[str] = (), timeout: float = 300, check: bool = True) -> runner.Result:
+    """Run ``script`` with ``sh`` in a helper container; with ``check``, a failure raises."""
+    res = runner.run(helper_command(image, script, mounts, user=user, caps=caps), timeout=timeout)
+    if check and not res.ok:
+        raise helper_error(image, res)
+    return res
+
+
+def helper_error(image: str, res: runner.Result) -> ToolkitError:
+    text = res.stderr.strip()
+    last = (text.splitlines() or [f"exit status {res.returncode}"])[-1]
+    if "Unable to find image" in text or "pull access denied" in text or "manifest unknown" in text \
+            or "not found" in last and "image" in text:
+        return ToolkitError(
+            f"the helper image {image} is not on the engine and cannot be pulled: {last}",
+            where=f"{HELPER_VARIABLE} in .env",
+            fix=f"`docker pull {image}` once (or `docker login` for a private registry), or set "
+            f"{HELPER_VARIABLE} in .env to an image you have that provides /bin/sh, chown, chmod and rm "
+            "(any busybox or Debian image)")
+    if "Cannot connect to the Docker daemon" in text:
+        return ToolkitError(f"the Docker engine does not answer: {last}",
+                            fix=unreachable_fix(os.environ.get("DOCKER_HOST")))
+    return ToolkitError(f"the helper container ({image}) failed: {last}",
+                        fix="check the message above; `docker run --rm " + image + " true` must work")
+
+
+def uid_map_from_container(image: str, user: str = "0:0") -> tuple[tuple[IdRange, ...], tuple[IdRange, ...]]:
+    """(uid map, gid map) as a container of this engine sees them: the engine's own answer."""
+    res = helper(image, "cat /proc/self/uid_map; echo --; cat /proc/self/gid_map", [], user=user, timeout=120)
+    uid_text, _, gid_text = res.stdout.partition("--")
+    return parse_id_map(uid_text), parse_id_map(gid_text)
+
