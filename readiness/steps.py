@@ -87,9 +87,8 @@ def env(project: Path) -> dict[str, Any]:
 def _create_env_for_engine(project: Path) -> list[str]:
     """On a rootless engine, a new ``.env`` gets publishable defaults for privileged ports.
 
-    Only when ``.env`` does not exist yet (a value the user wrote is never changed): each
-    port variable of ``.env.example`` whose default is below the engine's limit becomes
-    default + 8000 (80 -> 8080, 443 -> 8443). Returns the ``KEY=value`` it chose.
+    Only when ``.env`` does not exist yet (a value the user wrote is never changed). Returns
+    the ``KEY=value`` lines it chose (:func:`publishable_ports`).
     """
     target, example = project / ".env", project / ".env.example"
     if target.exists() or not example.is_file():
@@ -101,7 +100,17 @@ def _create_env_for_engine(project: Path) -> list[str]:
     start = enginelib.unprivileged_port_start(engine)
     if not start:
         return []
-    names = set(compose.port_variables(project).values())
+    text, chosen = publishable_ports(example.read_text(encoding="utf-8"), set(compose.port_variables(project).values()),
+                                     start)
+    if chosen and fsutil.create_exclusive(target, text.encode(), 0o600):
+        return chosen
+    return []
+
+
+def publishable_ports(text: str, names: set[str], start: int) -> tuple[str, list[str]]:
+    """``text`` (dotenv) with each port variable in ``names`` below ``start`` raised by 8000
+    (80 -> 8080, 443 -> 8443; to ``start + port`` if that is still too low); returns the new
+    text and the ``KEY=value`` lines changed. Lines are otherwise kept byte for byte."""
     chosen: list[str] = []
 
     def adapt(m: re.Match[str]) -> str:
@@ -112,10 +121,7 @@ def _create_env_for_engine(project: Path) -> list[str]:
         chosen.append(f"{m.group(1)}={new}")
         return f"{m.group(1)}={new}"
 
-    text = re.sub(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)=(\d+)[ \t]*$", adapt, example.read_text(encoding="utf-8"))
-    if chosen and fsutil.create_exclusive(target, text.encode(), 0o600):
-        return chosen
-    return []
+    return re.sub(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)=(\d+)[ \t]*$", adapt, text), chosen
 
 
 def secrets(project: Path) -> dict[str, Any]:
