@@ -28,7 +28,8 @@ def install(session: nox.Session, extras: str = "test") -> None:
 
 
 def require_tool(session: nox.Session, name: str) -> bool:
-    """In CI a missing tool fails the session; locally it is skipped with a warning."""
+    """In CI a missing tool fails the session; locally it is skipped with a warning (the rule of
+    ``require_tool`` in tests/conftest.py; tests/test_harness.py checks both read ``CI`` alike)."""
     if shutil.which(name):
         return True
     if CI:

@@ -3,7 +3,11 @@
 # script is a thin entry point to the one implementation in tasks.py / readiness/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -x "$root/.venv/bin/invoke" ]; then
+# The activated virtualenv first (the one the caller chose), then the repository's .venv
+# (README's setup, used even when not activated), then any invoke on PATH.
+if [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/invoke" ]; then
+  inv="$VIRTUAL_ENV/bin/invoke"
+elif [ -x "$root/.venv/bin/invoke" ]; then
   inv="$root/.venv/bin/invoke"
 elif command -v invoke >/dev/null 2>&1; then
   inv="$(command -v invoke)"

@@ -3,6 +3,15 @@
 Tests run ``invoke`` in a subprocess against a copy of a stack (``READINESS_PROJECT_DIR``),
 with the real Docker engine and the real Compose v2 binary: nothing Docker-related is
 mocked. Networks a test creates are removed afterwards.
+
+Two rules hold for the whole suite:
+
+* a missing tool (mkcert, dockerd, busybox, ...) fails the test in CI (``CI`` is 1/true/yes)
+  and skips it, with the reason, everywhere else (:func:`require_tool`; ``noxfile.py`` has
+  the same rule for its sessions);
+* the suite leaves the machine as it found it: the main engine still runs a container on
+  its default network afterwards (:func:`main_engine_baseline`), and in CI the git tree is
+  as clean after the run as before it.
 """
 
 from __future__ import annotations
@@ -14,12 +23,41 @@ import shutil
 import subprocess
 import sys
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
+from e2e.stack import clean_env  # one implementation of the scrubbed environment
+from helper_image import BUSYBOX, ensure_helper_image
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def in_ci() -> bool:
+    """The same rule as ``noxfile.CI``: ``CI`` set to 1, true or yes (any case)."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> None:
+    """Something the test needs is missing: a failure in CI, a skip with the reason elsewhere."""
+    if in_ci():
+        pytest.fail(f"{reason} (required in CI: .ci/run provides it)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, why: str) -> str:
+    """The path of the external tool ``name`` (a command on PATH or an absolute path), or
+    :func:`unavailable`."""
+    path = name if os.path.isabs(name) and os.access(name, os.X_OK) else shutil.which(name)
+    if not path:
+        unavailable(f"{name} is not installed: {why}")
+    return str(path)
+
+
+def require_root(why: str) -> None:
+    if os.geteuid() != 0:
+        unavailable(f"not root: {why}")
 
 
 def docker_available() -> bool:
@@ -36,14 +74,23 @@ def docker() -> None:
         pytest.fail("a running Docker engine is required (see .ci/run for how CI starts one)")
 
 
+def invoke_env(project: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a toolkit run on ``project``: the caller's, without any variable of
+    the stack (every key of the repository's and the project's ``.env.example``, ``COMPOSE_*``,
+    ``READINESS_*``), plus ``READINESS_PROJECT_DIR`` and what the test passes in ``env``.
+
+    Compose gives the environment precedence over ``.env``: an exported ``LOCAL_DOMAIN`` or
+    ``COMPOSE_FILE`` in the shell that runs pytest would otherwise change every result.
+    """
+    return clean_env({"READINESS_PROJECT_DIR": str(project), **(env or {})},
+                     examples=(project / ".env.example",))
+
+
 def run_invoke(project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
                cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ)
-    full_env["READINESS_PROJECT_DIR"] = str(project)
-    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
-        cwd=cwd or project, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd or project, env=invoke_env(project, env), capture_output=True, text=True, timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
 
@@ -126,3 +173,91 @@ def repo(tmp_path: Path, docker) -> Path:
     dest, nets = isolated_repo_copy(tmp_path / "repo")
     yield dest
     subprocess.run(["docker", "network", "rm", *nets], capture_output=True)
+
+
+# ------------------------------------------------------------------------------ the machine, before and after
+
+DOCKER0 = Path("/sys/class/net/docker0")
+
+
+def probe_image() -> str:
+    """A tiny local image: the toolkit's helper image (busybox), built from the host's static
+    busybox when the engine lacks it (nothing can be pulled here)."""
+    require_tool(str(BUSYBOX), "the probe of the main engine runs the helper image, built from the static "
+                 "busybox when missing (apt-get install busybox-static)")
+    return ensure_helper_image(env=clean_env())
+
+
+def default_network_problem(image: str) -> str | None:
+    """Why the main engine cannot run a container on its default bridge network (None: it can)."""
+    try:
+        res = subprocess.run(["docker", "run", "--rm", "--network", "bridge", image, "/bin/busybox", "true"],
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return "`docker run --rm --network bridge` did not end within 120 s"
+    if res.returncode != 0:
+        return f"`docker run --rm --network bridge` exited {res.returncode}: {res.stderr.strip()[-500:]}"
+    return None
+
+
+class EngineBaseline:
+    """The main engine's default network at session start, to compare with later."""
+
+    def __init__(self) -> None:
+        self.image = probe_image()
+        self.docker0 = DOCKER0.exists()
+        self.problem = default_network_problem(self.image)
+
+    def damage(self) -> list[str]:
+        """What the session broke (empty when nothing, or when it was already broken)."""
+        if self.problem:
+            return []
+        out = []
+        if self.docker0 and not DOCKER0.exists():
+            out.append("the host's docker0 bridge is gone")
+        problem = default_network_problem(self.image)
+        if problem:
+            out.append(f"the main engine can no longer run a container on its default network: {problem}")
+        return out
+
+
+@pytest.fixture(scope="session")
+def main_engine_baseline(docker) -> EngineBaseline:
+    """The main engine's state before the tests that might harm it; checked again when the session
+    ends (an error at the teardown of the last test if the suite broke it, e.g. deleted docker0)."""
+    baseline = EngineBaseline()
+    yield baseline
+    damage = baseline.damage()
+    if damage:
+        pytest.fail("the test session damaged the machine: " + "; ".join(damage)
+                    + " (restart the Docker engine to recover)", pytrace=False)
+
+
+def git_status() -> list[str] | None:
+    try:
+        res = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout.splitlines() if res.returncode == 0 else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _git_tree_unchanged():
+    """A test run leaves the git tree as it found it (artifacts go to ignored paths such as build/).
+
+    In CI the tree is not edited during the run, so a new entry is a failure. Elsewhere a
+    contributor may be editing while the suite runs: a warning names the entries instead.
+    """
+    before = git_status()
+    yield
+    after = git_status()
+    if before is None or after is None:
+        return
+    new = sorted(set(after) - set(before))
+    if not new:
+        return
+    message = "the test run changed the git tree: " + ", ".join(new[:10])
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    warnings.warn(message, stacklevel=1)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
-from conftest import run_invoke
+import pytest
+from conftest import REPO, clean_env, invoke_env, run_invoke
 
 
 def assert_clean_error(result, *needles):
@@ -59,13 +62,37 @@ def fake_compose_v1(bindir: Path) -> None:
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+def hide_compose_plugin(config_dir: Path) -> None:
+    """Make ``docker compose`` unknown to a Docker CLI that uses ``config_dir`` as ``DOCKER_CONFIG``,
+    wherever Compose v2 is installed, without touching the machine.
+
+    The CLI looks for ``docker-compose`` in ``cliPluginsExtraDirs`` (config.json), then in
+    ``$DOCKER_CONFIG/cli-plugins``, then in the system directories Docker's packages use
+    (/usr/local/lib, /usr/local/libexec, /usr/lib, /usr/libexec ``/docker/cli-plugins``), and
+    runs the first candidate it finds; when that candidate is not a valid plugin it reports
+    the command as unknown instead of trying the next directory (docker/cli,
+    ``cli-plugins/manager/manager.go``: ``PluginRunCommand``). A ``docker-compose`` in
+    ``$DOCKER_CONFIG/cli-plugins`` that cannot be executed therefore shadows a system-wide
+    plugin; the empty config dir has no ``cliPluginsExtraDirs``.
+    """
+    plugins = config_dir / "cli-plugins"
+    plugins.mkdir(parents=True)
+    (plugins / "docker-compose").write_text("not a plugin: hides the system-wide Compose v2 from this test\n")
+    (plugins / "docker-compose").chmod(0o644)
+
+
 def test_compose_v1_is_refused(mini, tmp_path):
+    """Compose v1 as the only Compose: refused by name and version, whatever Compose v2 the
+    machine has (``~/.docker/cli-plugins``, or system-wide as Docker's packages install it)."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     fake_compose_v1(bindir)
-    empty_config = tmp_path / "docker-config"  # no cli-plugins: `docker compose` is absent
-    empty_config.mkdir()
-    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "DOCKER_CONFIG": str(empty_config)}
+    config = tmp_path / "docker-config"
+    hide_compose_plugin(config)
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "DOCKER_CONFIG": str(config)}
+    probe = subprocess.run(["docker", "compose", "version"], env=clean_env(env), capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+    assert probe.returncode != 0, f"the Docker CLI still runs a Compose plugin: {probe.stdout.strip()}"
     result = run_invoke(mini, "config", env=env)
     assert_clean_error(result, "Compose v1", "1.29.2")
 
@@ -77,12 +104,19 @@ def test_missing_env_example(mini):
 
 
 def test_scripts_are_thin_entry_points_to_the_same_tasks(mini):
-    """scripts/*.sh (the plan's VAL-PLN-003/004, TASK-004/006) run the Invoke tasks themselves."""
-    import subprocess
-
-    from conftest import REPO
-
-    env = {**os.environ, "READINESS_PROJECT_DIR": str(mini)}
+    """scripts/*.sh (the plan's VAL-PLN-003/004, TASK-004/006) run the Invoke tasks themselves,
+    with the ``invoke`` installed beside the interpreter that runs the tests (its virtualenv,
+    activated for the scripts; first on PATH otherwise), not whatever ``invoke`` the shell finds."""
+    bindir = Path(sys.executable).parent
+    if not (bindir / "invoke").is_file():
+        pytest.fail(f"no `invoke` beside {sys.executable}: install the toolkit in this environment "
+                    "(pip install -e '.[test]')")
+    extra = {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if sys.prefix != sys.base_prefix:  # a virtualenv: the scripts use the active one first
+        extra["VIRTUAL_ENV"] = sys.prefix
+    env = invoke_env(mini, extra)
+    if "VIRTUAL_ENV" not in extra:
+        env.pop("VIRTUAL_ENV", None)
 
     def script(name, *args):
         return subprocess.run(["bash", str(REPO / "scripts" / name), *args], cwd=mini, env=env,

@@ -66,19 +66,26 @@ COMPOSE_VARIABLES = ("COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES",
                      "COMPOSE_PATH_SEPARATOR", EXTRA_FILES_ENV, "READINESS_PROJECT_DIR")
 
 
-def stack_variables() -> set[str]:
-    names = set(COMPOSE_VARIABLES)
-    with contextlib.suppress(OSError):
-        for line in (REPO / ".env.example").read_text().splitlines():
-            m = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)=", line)
-            if m:
-                names.add(m.group(1))
+#: Prefixes of the variables that steer Compose or the toolkit: never inherited either.
+SCRUBBED_PREFIXES = ("COMPOSE_", "READINESS_")
+
+
+def stack_variables(*examples: Path) -> set[str]:
+    """Every key of the repository's ``.env.example`` (and of ``examples``), the Compose
+    variables above, and each ``COMPOSE_*``/``READINESS_*`` variable of this environment."""
+    names = set(COMPOSE_VARIABLES) | {k for k in os.environ if k.startswith(SCRUBBED_PREFIXES)}
+    for example in (REPO / ".env.example", *examples):
+        with contextlib.suppress(OSError):
+            for line in example.read_text().splitlines():
+                m = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=", line)
+                if m:
+                    names.add(m.group(1))
     return names
 
 
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without the stack's variables, plus ``extra``."""
-    scrub = stack_variables()
+def clean_env(extra: dict[str, str] | None = None, examples: tuple[Path, ...] = ()) -> dict[str, str]:
+    """The caller's environment without the stack's variables, plus ``extra`` (which wins)."""
+    scrub = stack_variables(*examples)
     env = {k: v for k, v in os.environ.items() if k not in scrub}
     env.update(extra or {})
     return env

@@ -2,7 +2,9 @@
 
 Every subprocess the suite starts goes through :func:`run` or :func:`kill_after`, which put
 its stdout/stderr in the :data:`LEDGER`; the secret-hygiene test scans all of it for every
-secret value the suite generated. Counters for ``docs/reliability.md`` live there too.
+secret value the suite generated. The rows of the reliability table live there too: a test
+asserts its outcome through :meth:`Row.check`, which records the claim only once it held, so
+the table (``report.py``) says what was asserted and nothing else.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from conftest import FIXTURES, REPO, free_port  # tests/conftest.py
+from conftest import FIXTURES, REPO, clean_env, free_port, invoke_env  # tests/conftest.py
 
 from readiness import certs, envfile
 from readiness import secrets as secretslib
 
+from . import report
+
 INJECT = Path(__file__).resolve().parent / "inject"
-DOC = REPO / "docs" / "reliability.md"
 
 
 # ------------------------------------------------------------------------------ the ledger
@@ -36,10 +39,55 @@ DOC = REPO / "docs" / "reliability.md"
 
 @dataclass
 class Row:
+    """One row of the reliability table, filled by the assertions of the tests that ran."""
+
     fault: str
     cases: int = 0
-    outcome: str = "not run"
-    lost: str = "not measured"
+    claims: dict[str, int] = field(default_factory=dict)  # claim -> times asserted (and held)
+    figures: list[str] = field(default_factory=list)  # measured, not asserted
+    kept: int = 0  # assertions that data already written was kept
+    lost_note: str | None = None  # for rows where data loss is not what is measured
+    failure: str | None = None
+    skipped: str | None = None
+
+    def check(self, condition: object, claim: str, detail: object = "", *, keeps_data: bool = False) -> None:
+        """Assert ``condition``; ``claim`` goes into the table only once it held.
+
+        Raises AssertionError (not pytest's Failed) so that Hypothesis shrinks on it.
+        """
+        if not condition:
+            raise AssertionError(f"{claim}: NOT TRUE\n{detail}" if detail != "" else f"{claim}: NOT TRUE")
+        self.claims[claim] = self.claims.get(claim, 0) + 1
+        if keeps_data:
+            self.kept += 1
+
+    def figure(self, text: str) -> None:
+        self.figures.append(text)
+
+    @property
+    def status(self) -> str:
+        if self.failure:
+            return report.FAILED
+        return report.PASSED if self.claims else report.NOT_RUN
+
+    @property
+    def outcome(self) -> str:
+        if self.failure:
+            return f"FAILED: {self.failure}"
+        if not self.claims:
+            return f"not run ({self.skipped})" if self.skipped else "not run"
+        text = "; ".join(f"{claim} ({n}x)" if n > 1 else claim for claim, n in self.claims.items())
+        return text + (f". Measured, not asserted: {', '.join(self.figures)}" if self.figures else "")
+
+    @property
+    def lost(self) -> str:
+        if self.status != report.PASSED:
+            return "not established"
+        if self.lost_note:
+            return self.lost_note
+        if not self.kept:
+            return "not measured"
+        return f"nothing lost ({self.kept} check{'s' if self.kept > 1 else ''})"
 
 
 @dataclass
@@ -49,6 +97,8 @@ class Ledger:
     outputs: list[tuple[str, str]] = field(default_factory=list)  # (label, text)
     secret_values: dict[str, str] = field(default_factory=dict)  # value -> where it was seen
     rows: dict[str, Row] = field(default_factory=dict)
+    current_test: str = ""
+    touched: dict[str, set[str]] = field(default_factory=dict)  # test node id -> row keys
 
     def output(self, label: str, *texts: str | bytes | None) -> None:
         for text in texts:
@@ -57,15 +107,20 @@ class Ledger:
             if text:
                 self.outputs.append((label, text))
 
-    def start(self, key: str) -> Row:
-        """Register a row before the test body runs: a failing test leaves "FAILED" in it."""
-        fault, _ = ROWS[key]
-        row = self.rows[key] = Row(fault, outcome="FAILED (see the test log)", lost="not established")
+    def row(self, key: str) -> Row:
+        """The row ``key``; a failure of the current test marks it failed (``conftest.py``)."""
+        row = self.rows.get(key) or self.rows.setdefault(key, Row(ROWS[key][0]))
+        self.touched.setdefault(self.current_test, set()).add(key)
         return row
 
-    def done(self, key: str, cases: int, outcome: str, lost: str = "nothing lost") -> None:
-        row = self.rows.setdefault(key, Row(ROWS[key][0]))
-        row.cases, row.outcome, row.lost = cases, outcome, lost
+    def test_failed(self, nodeid: str, reason: str) -> None:
+        for key in self.touched.get(nodeid, ()):
+            self.rows[key].failure = self.rows[key].failure or reason
+
+    def test_skipped(self, module: str, reason: str) -> None:
+        for key, (fault, test_module) in ROWS.items():
+            if test_module == module:
+                self.rows.setdefault(key, Row(fault)).skipped = reason
 
     def harvest(self, root: Path) -> None:
         """Remember every secret value found under any ``secrets/`` directory below ``root``."""
@@ -73,6 +128,15 @@ class Ledger:
             if secrets_dir.is_dir():
                 for path, value in secret_values(secrets_dir):
                     self.secret_values.setdefault(value, str(path))
+
+    def result(self, **settings: object) -> dict:
+        """Every row of the table, in order, as the JSON artifact keeps it."""
+        rows = []
+        for key, (fault, _) in ROWS.items():
+            row = self.rows.get(key) or Row(fault)
+            rows.append({"key": key, "fault": fault, "cases": row.cases, "outcome": row.outcome, "lost": row.lost,
+                         "status": row.status})
+        return {**settings, "rows": rows}
 
 
 #: Row key -> (fault or input class as the table shows it, test that fills it). Order = table order.
@@ -111,10 +175,8 @@ LEDGER = Ledger()
 
 
 def cli_env(project: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["READINESS_PROJECT_DIR"] = str(project)
-    env.update(extra or {})
-    return env
+    """The environment of a toolkit run: the one ``run_invoke`` uses (tests/conftest.py)."""
+    return invoke_env(project, extra)
 
 
 def invoke_argv(*args: str, search_root: Path = REPO) -> list[str]:
@@ -172,14 +234,19 @@ def kill_after(project: Path, delay: float, *args: str, env: dict[str, str] | No
     return Killed(proc.returncode, finished, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
-def assert_clean_failure(res: subprocess.CompletedProcess[str], *needles: str) -> None:
-    """Non-zero exit, one paragraph starting with ``error:``, no traceback, every needle in it."""
+def failure_problems(res: subprocess.CompletedProcess[str], *needles: str) -> list[str]:
+    """What keeps ``res`` from being a clean failure: non-zero exit, one paragraph starting with
+    ``error:``, no traceback, every needle in it."""
     text = res.stdout + res.stderr
-    assert res.returncode != 0, text
-    assert "Traceback" not in text, text
-    assert "error: " in res.stderr, text
-    for needle in needles:
-        assert needle in res.stderr, (needle, text)
+    out = []
+    if res.returncode == 0:
+        out.append("exit 0")
+    if "Traceback" in text:
+        out.append("a traceback")
+    if "error: " not in res.stderr:
+        out.append("no `error:` paragraph")
+    out += [f"{needle!r} not in stderr" for needle in needles if needle not in res.stderr]
+    return out + ([f"output:\n{text}"] if out else [])
 
 
 # ------------------------------------------------------------------------------ projects
@@ -197,7 +264,7 @@ def make_mini(dest: Path) -> tuple[Path, str]:
 
 def network_ids(name: str, env: dict[str, str] | None = None) -> list[str]:
     res = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"name=^{re.escape(name)}$"],
-                         capture_output=True, text=True, env={**os.environ, **(env or {})})
+                         capture_output=True, text=True, env=clean_env(env))
     return res.stdout.split()
 
 
@@ -205,7 +272,7 @@ def remove_network(name: str, env: dict[str, str] | None = None) -> None:
     """Remove every network called ``name`` (by id: two of them may exist after a race)."""
     ids = network_ids(name, env)
     if ids:
-        subprocess.run(["docker", "network", "rm", *ids], capture_output=True, env={**os.environ, **(env or {})})
+        subprocess.run(["docker", "network", "rm", *ids], capture_output=True, env=clean_env(env))
 
 
 def copy_readiness(dest: Path) -> Path:

@@ -2,9 +2,9 @@
 
 * A commit that tracks a file under ``secrets/`` (other than README.md/.gitkeep) is refused by
   ``python3 -m readiness.guard`` run on ``git diff --cached --name-only`` in a real repository,
-  by pre-commit itself with the repository's ``.pre-commit-config.yaml`` when pre-commit is
-  installed (CI installs it with the ``dev`` extra), and by the toolkit CI runs
-  (``invoke secrets`` refuses, preflight reports ``secret.tracked``).
+  by the toolkit CI runs (``invoke secrets`` refuses, preflight reports ``secret.tracked``),
+  and by pre-commit itself with the repository's ``.pre-commit-config.yaml`` (its own test:
+  pre-commit comes with the ``dev`` extra; missing, it fails in CI and is skipped elsewhere).
 * Generated secret files, keys and directories get the modes of the table in
   ``secrets/README.md``; the test reads them from that document, not from a second list.
 """
@@ -20,25 +20,25 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, clean_env, require_tool
 
 from readiness import guard
 from readiness import secrets as secretslib
 
 from .support import LEDGER, run
 
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+
 
 def git(repo, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env)
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          env=clean_env(GIT_IDENTITY))
 
 
 def guard_cli(repo, *files: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("READINESS_PROJECT_DIR", None)
     res = subprocess.run([sys.executable, "-m", "readiness.guard", *files], cwd=repo, capture_output=True,
-                         text=True, env=env, stdin=subprocess.DEVNULL)
+                         text=True, env=clean_env({"PYTHONPATH": str(REPO)}), stdin=subprocess.DEVNULL)
     LEDGER.output("python -m readiness.guard", res.stdout, res.stderr)
     return res
 
@@ -46,6 +46,7 @@ def guard_cli(repo, *files: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def git_repo(repo):
     """The repository's stack (``repo`` fixture) as a fresh git repository with a first commit."""
+    require_tool("git", "the guard is tested on a real git repository")
     assert git(repo, "init", "-q").returncode == 0
     shutil.copy2(REPO / ".pre-commit-config.yaml", repo / ".pre-commit-config.yaml")
     assert git(repo, "add", "-A").returncode == 0
@@ -54,13 +55,23 @@ def git_repo(repo):
     return repo
 
 
-def test_a_commit_tracking_a_secret_is_refused(git_repo):
-    LEDGER.start("hygiene.guard")
-    repo, cases = git_repo, 0
+LEAKED = "secrets/valkey_password"
+
+
+def stage_a_secret(repo) -> str:
+    """Generate the secrets and force-add one of them (``.gitignore`` keeps it out otherwise)."""
     assert run(repo, "env").returncode == 0
     assert run(repo, "secrets").returncode == 0
-    leaked = "secrets/valkey_password"
-    value = (repo / leaked).read_text()
+    assert git(repo, "add", "-f", LEAKED).returncode == 0
+    return (repo / LEAKED).read_text()
+
+
+def test_a_commit_tracking_a_secret_is_refused(git_repo):
+    row = LEDGER.row("hygiene.guard")
+    row.lost_note = "n/a (a refused commit)"
+    repo = git_repo
+    assert run(repo, "env").returncode == 0
+    assert run(repo, "secrets").returncode == 0
 
     # allowed files and ordinary files pass
     (repo / "secrets" / "certs" / ".gitkeep").touch()
@@ -68,56 +79,64 @@ def test_a_commit_tracking_a_secret_is_refused(git_repo):
     git(repo, "add", "notes.txt", "secrets/certs/.gitkeep")
     staged = git(repo, "diff", "--cached", "--name-only").stdout.split()
     ok = guard_cli(repo, *staged)
-    cases += 1
-    assert ok.returncode == 0, ok.stderr
+    row.cases += 1
+    row.check(ok.returncode == 0, "the guard lets README.md/.gitkeep and ordinary files through", ok.stderr)
     git(repo, "commit", "-q", "-m", "notes")
 
-    # a staged secret (git add -f: .gitignore keeps it out otherwise) is refused, by name, without its value
-    assert git(repo, "add", "-f", leaked).returncode == 0
+    # a staged secret is refused, by name, without its value
+    value = stage_a_secret(repo)
     staged = git(repo, "diff", "--cached", "--name-only").stdout.split()
-    assert staged == [leaked]
+    assert staged == [LEAKED]
     res = guard_cli(repo, *staged)
-    cases += 1
-    assert res.returncode == 1
-    assert leaked in res.stderr and "git rm --cached" in res.stderr and "Traceback" not in res.stderr
-    assert value not in res.stdout + res.stderr
-    assert guard.refused(repo, staged) == secretslib.tracked_files(repo, [repo / "secrets"])  # one rule
-
-    # pre-commit itself, with the repository's config, refuses the commit
-    if shutil.which("pre-commit"):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PRE_COMMIT_HOME": str(repo.parent / "pre-commit-home")}
-        env.pop("READINESS_PROJECT_DIR", None)
-        pc = subprocess.run(["pre-commit", "run"], cwd=repo, capture_output=True, text=True, env=env)
-        LEDGER.output("pre-commit run", pc.stdout, pc.stderr)
-        cases += 1
-        assert pc.returncode == 1, pc.stdout + pc.stderr
-        assert leaked in pc.stdout and value not in pc.stdout + pc.stderr
-        hooked = subprocess.run(["pre-commit", "install"], cwd=repo, capture_output=True, text=True, env=env)
-        assert hooked.returncode == 0, hooked.stderr
-        commit = subprocess.run(["git", "commit", "-q", "-m", "leak"], cwd=repo, capture_output=True, text=True,
-                                env={**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-                                     "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"})
-        LEDGER.output("git commit (pre-commit hook)", commit.stdout, commit.stderr)
-        cases += 1
-        assert commit.returncode != 0, "git commit went through the hook"
-        assert leaked not in git(repo, "ls-tree", "-r", "--name-only", "HEAD").stdout
-    via = "guard and pre-commit (hook installed: `git commit` refused)" if shutil.which("pre-commit") else "guard"
+    row.cases += 1
+    row.check(res.returncode == 1 and LEAKED in res.stderr and "git rm --cached" in res.stderr
+              and "Traceback" not in res.stderr, "`python -m readiness.guard` refuses a staged secret by name, "
+              "with the fix `git rm --cached`", res.stderr)
+    row.check(value not in res.stdout + res.stderr, "no output printed the secret's value")
+    row.check(guard.refused(repo, staged) == secretslib.tracked_files(repo, [repo / "secrets"]),
+              "the guard and the toolkit apply one rule (`secrets.tracked_files`)")
 
     # what CI runs refuses it too: `invoke secrets` stops, preflight reports secret.tracked
     res = run(repo, "secrets")
-    cases += 1
-    assert res.returncode != 0 and leaked in res.stderr and "Traceback" not in res.stderr
+    row.cases += 1
+    row.check(res.returncode != 0 and LEAKED in res.stderr and "Traceback" not in res.stderr,
+              "`invoke secrets` refuses to run while a secret is tracked", res.stderr)
     pre = run(repo, "preflight", "--json")
-    cases += 1
+    row.cases += 1
     ids = {(f["id"], f["file"]) for f in json.loads(pre.stdout)["findings"]}
-    assert pre.returncode == 1 and ("secret.tracked", leaked) in ids
-    assert value not in pre.stdout + pre.stderr
+    row.check(pre.returncode == 1 and ("secret.tracked", LEAKED) in ids, "preflight reports `secret.tracked`",
+              pre.stdout)
+    row.check(value not in pre.stdout + pre.stderr, "no output printed the secret's value")
 
     # once untracked, everything passes again
-    git(repo, "rm", "-q", "--cached", leaked)
-    assert guard_cli(repo).returncode == 0
-    LEDGER.done("hygiene.guard", cases, f"refused by the {via}, by `invoke secrets` and by preflight "
-                "(`secret.tracked`); allowed files pass; the value never printed")
+    git(repo, "rm", "-q", "--cached", LEAKED)
+    row.check(guard_cli(repo).returncode == 0, "once untracked, the guard passes again")
+
+
+def test_pre_commit_refuses_a_commit_tracking_a_secret(git_repo):
+    """pre-commit itself, with the repository's ``.pre-commit-config.yaml``: ``pre-commit run``
+    and the installed hook (``git commit``) refuse a staged secret."""
+    row = LEDGER.row("hygiene.guard")
+    row.lost_note = "n/a (a refused commit)"
+    pre_commit = require_tool("pre-commit", "the repository's hook runs through pre-commit (the `dev` extra)")
+    repo = git_repo
+    value = stage_a_secret(repo)
+    env = clean_env({"PYTHONPATH": str(REPO), "PRE_COMMIT_HOME": str(repo.parent / "pre-commit-home"),
+                     **GIT_IDENTITY})
+    pc = subprocess.run([pre_commit, "run"], cwd=repo, capture_output=True, text=True, env=env)
+    LEDGER.output("pre-commit run", pc.stdout, pc.stderr)
+    row.cases += 1
+    row.check(pc.returncode == 1 and LEAKED in pc.stdout, "`pre-commit run` refuses a staged secret",
+              pc.stdout + pc.stderr)
+    row.check(value not in pc.stdout + pc.stderr, "no output printed the secret's value")
+    hooked = subprocess.run([pre_commit, "install"], cwd=repo, capture_output=True, text=True, env=env)
+    assert hooked.returncode == 0, hooked.stderr
+    commit = subprocess.run(["git", "commit", "-q", "-m", "leak"], cwd=repo, capture_output=True, text=True, env=env)
+    LEDGER.output("git commit (pre-commit hook)", commit.stdout, commit.stderr)
+    row.cases += 1
+    row.check(commit.returncode != 0 and LEAKED not in git(repo, "ls-tree", "-r", "--name-only", "HEAD").stdout,
+              "with the hook installed, `git commit` is refused and the secret never enters a commit",
+              commit.stdout + commit.stderr)
 
 
 def documented_modes():
@@ -141,7 +160,8 @@ def documented_modes():
 
 
 def test_generated_files_have_the_documented_modes(repo):
-    LEDGER.start("hygiene.modes")
+    row = LEDGER.row("hygiene.modes")
+    row.lost_note = "n/a (reads modes only)"
     assert run(repo, "secrets").returncode == 0
     assert run(repo, "certs").returncode == 0
     documented = documented_modes()
@@ -151,6 +171,6 @@ def test_generated_files_have_the_documented_modes(repo):
         have = stat.S_IMODE((repo / rel).stat().st_mode)
         if have != want:
             wrong.append(f"{rel}: documented {want:04o}, is {have:04o}")
-    assert not wrong, wrong
-    LEDGER.done("hygiene.modes", len(documented), "every secret file, key, CA copy and directory has the mode "
-                "its row in secrets/README.md documents")
+    row.cases += len(documented)
+    row.check(not wrong, "every secret file, key, CA copy and directory has the mode its row in "
+              "secrets/README.md documents", wrong)

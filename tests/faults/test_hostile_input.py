@@ -20,8 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
 import yaml
+from conftest import clean_env  # tests/conftest.py
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -37,11 +37,15 @@ ORACLE_SAMPLE = max(5, int(os.environ.get("READINESS_FAULT_ORACLE", "25")))
 SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
-COUNT: dict[str, int] = {}
+PURE = "n/a (pure functions)"
 
 
-def tally(key: str) -> None:
-    COUNT[key] = COUNT.get(key, 0) + 1
+def row(key: str, lost_note: str | None = PURE):
+    """The table row of a property; every example is a case, its assertions are its claims."""
+    r = LEDGER.row(key)
+    r.lost_note = lost_note
+    r.cases += 1
+    return r
 
 
 # ------------------------------------------------------------------------------ .env text
@@ -82,18 +86,19 @@ def env_texts(draw) -> str:
 @SETTINGS
 @given(text=env_texts())
 def test_parse_text_never_raises_and_is_deterministic(text):
-    tally("input.env-parse")
+    r = row("input.env-parse")
     path = Path("/nonexistent/.env")
     first = envfile.parse_text(text, path)
     again = envfile.parse_text(text, path)
-    assert (first.entries, first.errors) == (again.entries, again.errors)
+    r.check(True, "returned without raising")
+    r.check((first.entries, first.errors) == (again.entries, again.errors), "same entries and errors on every run")
     total = len(text.lstrip("\ufeff").split("\n"))
-    for entry in first.entries:
-        assert envfile._KEY.match(entry.key) and 1 <= entry.line <= total
-    for number, message in first.errors:
-        assert 1 <= number <= total and message
+    r.check(all(envfile._KEY.match(e.key) and 1 <= e.line <= total for e in first.entries),
+            "every entry has a valid key and a line number in range", first.entries)
+    r.check(all(1 <= number <= total and message for number, message in first.errors),
+            "every error has a line number in range and a message", first.errors)
     # every physical line is an entry, an error, blank or a comment: nothing vanishes
-    assert len(first.entries) + len(first.errors) <= total
+    r.check(len(first.entries) + len(first.errors) <= total, "no more entries and errors than lines")
 
 
 @SETTINGS
@@ -104,7 +109,7 @@ def test_parse_text_never_raises_and_is_deterministic(text):
 @example(current="", example='L="it\'s \\\\n"\r\nM="end\\\\"\r\n')
 @example(current="A=\x0c\n", example="# \x85 NEL\nB=\u2028\n")
 def test_ensure_keeps_every_byte_and_value_and_adds_what_parses_back(current, example):
-    tally("input.env-ensure")
+    r = row("input.env-ensure", lost_note=None)
     with tempfile.TemporaryDirectory() as tmp:
         env_path, example_path = Path(tmp) / ".env", Path(tmp) / ".env.example"
         env_path.write_bytes(current.encode())
@@ -112,22 +117,23 @@ def test_ensure_keeps_every_byte_and_value_and_adds_what_parses_back(current, ex
         try:
             result = envfile.ensure(env_path, example_path)
         except ToolkitError as exc:  # a malformed line: named with its file and line
-            assert exc.where and ".env" in exc.where and exc.fix
-            assert env_path.read_bytes() == current.encode(), "a refused .env was changed"
+            r.check(exc.where and ".env" in exc.where and exc.fix, "a refusal is a ToolkitError naming the file, "
+                    "with a fix", exc.render())
+            r.check(env_path.read_bytes() == current.encode(), "a refused .env is left as it was", keeps_data=True)
             return
         after = env_path.read_bytes()
-        assert after.startswith(current.encode()), "existing bytes were not kept"
+        r.check(after.startswith(current.encode()), "the bytes .env had are kept", keeps_data=True)
         old = envfile.parse_text(current, env_path).values
         parsed = envfile.parse_text(after.decode(), env_path)
-        assert not parsed.errors, f"ensure wrote a .env it cannot parse: {parsed.errors}"
+        r.check(not parsed.errors, "the .env written parses", parsed.errors)
         new, wanted = parsed.values, envfile.parse_text(example, example_path).values
-        for key, value in old.items():
-            assert new[key] == value, f"{key} changed"
-        for key in result.added:
-            assert new[key] == wanted[key], f"{key} was appended as {new[key]!r}, the example says {wanted[key]!r}"
-        assert set(wanted) <= set(new)
+        r.check(all(new[key] == value for key, value in old.items()), "every value .env had is unchanged",
+                keeps_data=True)
+        r.check(all(new[key] == wanted[key] for key in result.added), "every appended value parses back to the "
+                "example's", {k: (new[k], wanted[k]) for k in result.added if new[k] != wanted[k]})
+        r.check(set(wanted) <= set(new), "every key of the example is in .env afterwards")
         again = envfile.ensure(env_path, example_path)
-        assert again.added == [] and env_path.read_bytes() == after, "a second ensure changed something"
+        r.check(again.added == [] and env_path.read_bytes() == after, "a second ensure changes nothing")
 
 
 # ------------------------------------------------------------------------------ interpolation
@@ -168,19 +174,20 @@ hostile_strings = st.one_of(st.lists(any_piece(), max_size=6).map("".join), st.t
 @SETTINGS
 @given(text=hostile_strings)
 def test_unescaped_refs_never_raises_and_is_deterministic(text):
-    tally("input.interpolation")
+    r = row("input.interpolation")
     refs = preflight.unescaped_refs(text)
-    assert refs == preflight.unescaped_refs(text)
-    for name in refs:
-        assert name.isidentifier() or name.replace("_", "a").isalnum()
-        assert f"${name}" in text or f"${{{name}}}" in text
+    r.check(True, "returned without raising")
+    r.check(refs == preflight.unescaped_refs(text), "same answer on every run")
+    r.check(all((name.isidentifier() or name.replace("_", "a").isalnum())
+                and (f"${name}" in text or f"${{{name}}}" in text) for name in refs),
+            "every name returned is a variable name written in the text", refs)
 
 
 def compose_bare_variables(text: str, workdir: Path) -> set[str] | None:
     """Variables Compose interpolates in ``text`` with no default, alternative or required mark."""
     (workdir / "docker-compose.yml").write_text(yaml.safe_dump(
         {"services": {"s": {"image": "busybox:1.36.1", "command": ["sh", "-c", text]}}}))
-    env = {k: v for k, v in os.environ.items() if k not in {"A", "B", "VAR", "_x", "HOST_1"}}
+    env = {k: v for k, v in clean_env().items() if k not in {"A", "B", "VAR", "_x", "HOST_1"}}
     res = subprocess.run(["docker", "compose", "config", "--variables", "--format", "json"], cwd=workdir,
                          capture_output=True, text=True, env=env, timeout=60)
     LEDGER.output("docker compose config --variables", res.stdout, res.stderr)
@@ -193,7 +200,8 @@ def compose_bare_variables(text: str, workdir: Path) -> set[str] | None:
 
 def test_unescaped_refs_agrees_with_compose(tmp_path, docker):
     """A sample of generated strings: our bare references are exactly Compose's bare variables."""
-    LEDGER.start("input.compose-oracle")
+    r = LEDGER.row("input.compose-oracle")
+    r.lost_note = PURE
     samples: list[str] = []
 
     @settings(max_examples=ORACLE_SAMPLE, derandomize=True, deadline=None, database=None)
@@ -202,16 +210,13 @@ def test_unescaped_refs_agrees_with_compose(tmp_path, docker):
         samples.append(text)
 
     collect()
-    disagreements = []
     for text in samples:
+        r.cases += 1
         bare = compose_bare_variables(text, tmp_path)
-        assert bare is not None, f"Compose refused a string of the accepted grammar: {text!r}"
+        r.check(bare is not None, "`docker compose config` accepted every string of the grammar", text)
         ours = set(preflight.unescaped_refs(text))
-        if ours != bare:
-            disagreements.append((text, sorted(ours), sorted(bare)))
-    assert not disagreements, disagreements
-    LEDGER.done("input.compose-oracle", len(samples), "`unescaped_refs` named exactly the variables Compose "
-                "interpolates without a default, `?` or `+` in every sample")
+        r.check(ours == bare, "`unescaped_refs` named exactly the variables Compose interpolates without a "
+                "default, `?` or `+`", (text, sorted(ours), sorted(bare)))
 
 
 # ------------------------------------------------------------------------------ names
@@ -231,7 +236,7 @@ odd_x = st.fixed_dictionaries({}, optional={
 })
 
 
-def names_outcome(root: Path, secret: str, service: str, x: dict, user) -> tuple[str, ...]:
+def names_outcome(r, root: Path, secret: str, service: str, x: dict, user) -> tuple[str, ...]:
     """specs -> ensure (writes the file, named after the secret) -> check_secrets, as text."""
     rendered = {
         "name": "odd",
@@ -242,14 +247,13 @@ def names_outcome(root: Path, secret: str, service: str, x: dict, user) -> tuple
     model = Model(root, rendered)
     try:
         specs = secretslib.specs(model)
-        assert [s.name for s in specs] == [secret]
+        r.check([s.name for s in specs] == [secret], "the secret's spec carries its name", specs)
         changes = secretslib.ensure(model)
         found = preflight.check_secrets(model, preflight.Facts())
     except ToolkitError as exc:
-        assert exc.message and exc.fix
+        r.check(exc.message and exc.fix, "a refusal is a ToolkitError with a message and a fix", exc.render())
         return ("error", exc.render().replace(str(root), "<root>"))
-    for f in found:
-        assert f.id in findings.CATALOG
+    r.check(all(f.id in findings.CATALOG for f in found), "every finding's id is in the catalog", found)
     actions = [(model.relpath(c.path), c.action) for c in changes]
     return (repr(actions), findings.to_text(found), findings.to_json(found))
 
@@ -257,25 +261,9 @@ def names_outcome(root: Path, secret: str, service: str, x: dict, user) -> tuple
 @SETTINGS
 @given(secret=odd_name, service=odd_name, x=odd_x, user=st.sampled_from(["472:0", "0", "abc", None, "1000:1000"]))
 def test_odd_names_give_a_finding_or_a_clean_error(secret, service, x, user):
-    tally("input.names")
+    r = row("input.names")
     outcomes = []
     for _ in range(2):  # the same input twice, each in a fresh directory: the same output
         with tempfile.TemporaryDirectory() as tmp:
-            outcomes.append(names_outcome(Path(tmp), secret, service, x, user))
-    assert outcomes[0] == outcomes[1]
-
-
-def test_zz_record_generated_input_counts():
-    """Publishes the counts of the properties above (they ran first: same module, file order)."""
-    for key, outcome in (
-        ("input.env-parse", "never raised; same entries and errors on every run; line numbers in range"),
-        ("input.env-ensure", "a clean ToolkitError naming the line, or a .env whose old bytes and values are "
-                             "kept and whose appended values parse back to the example's"),
-        ("input.interpolation", "never raised; same answer on every run; every name returned is in the text"),
-        ("input.names", "a finding, a clean pass or a ToolkitError with a fix, never a traceback; same output "
-                        "twice"),
-    ):
-        if key not in COUNT:
-            pytest.skip("run with the property tests above")
-        LEDGER.done(key, COUNT[key], outcome, lost="n/a (pure functions)" if key != "input.env-ensure"
-                    else "nothing lost")
+            outcomes.append(names_outcome(r, Path(tmp), secret, service, x, user))
+    r.check(outcomes[0] == outcomes[1], "the same output twice", outcomes)

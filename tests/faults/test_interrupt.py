@@ -32,6 +32,7 @@ from .conftest import kill_cases
 from .support import (
     INJECT,
     LEDGER,
+    Row,
     begins,
     cert_problems,
     copy_readiness,
@@ -120,7 +121,7 @@ def last_event(log: Path) -> str:
     return lines[-1].split(" ", 2)[1] if lines else ""
 
 
-def kill_cycle(task: str, project: Path, n: int, rng: random.Random, log: Path,
+def kill_cycle(task: str, project: Path, n: int, rng: random.Random, log: Path, row: Row,
                extra_path: str = "", search_root: Path | None = None, all_on_begin: bool = False) -> dict[str, int]:
     """``n`` kill-and-rerun cases of ``task``; returns counters, raises on the first violation.
 
@@ -128,6 +129,7 @@ def kill_cycle(task: str, project: Path, n: int, rng: random.Random, log: Path,
     starts, for an n drawn from the writes the task makes: those kills land mid-write by
     construction, so the test does not depend on a lucky delay. The others kill after a
     delay drawn from strata of the measured run time (before, between and after writes).
+    With ``search_root`` (the control copy) a broken file is counted, not asserted.
     """
     kw = {"search_root": search_root} if search_root else {}
     total, writes = measure(task, project, rng, log)
@@ -141,61 +143,69 @@ def kill_cycle(task: str, project: Path, n: int, rng: random.Random, log: Path,
         killed = kill_after(project, 3 * total + 5 if on_begin else delay, task,
                             env=inject_env(project, log, extra_path), on_begin=on_begin, **kw)
         stats["cases"] += 1
+        row.cases += 1
         stats["finished_first"] += killed.finished_first
         stats["mid_write"] += last_event(log) == "begin"
         where = f"{task}, kill after {delay:.3f} s (case {stats['cases']})"
         problems = all_problems(project, env_before)
         after = snapshot(project)
         problems += [f"{k} changed or vanished" for k, v in before.items() if k != ".env" and after.get(k) != v]
-        if problems:
-            stats["violations"] += 1
-            if search_root is None:
-                pytest.fail(f"{where}: {problems}")
-            # the control copy: restore a complete state and go on counting
-            for path in (project / "secrets").rglob("*"):
-                if path.is_file() and path.name not in ("README.md", ".gitkeep"):
-                    path.unlink()
-            continue
+        if search_root is not None:
+            if problems:  # the control copy: restore a complete state and go on counting
+                stats["violations"] += 1
+                for path in (project / "secrets").rglob("*"):
+                    if path.is_file() and path.name not in ("README.md", ".gitkeep"):
+                        path.unlink()
+                continue
+        else:
+            row.check(not problems, "after every kill each file was complete or absent, .env parsed and every "
+                      "value already written was unchanged", f"{where}: {problems}", keeps_data=True)
         written = stable_values(after, project, domain(project))
         rerun = run(project, task, **kw)
-        assert rerun.returncode == 0, f"{where}: rerun failed\n{rerun.stdout}{rerun.stderr}"
+        if search_root is not None:
+            assert rerun.returncode == 0, f"{where}: rerun failed\n{rerun.stdout}{rerun.stderr}"
+            continue
+        row.check(rerun.returncode == 0, "every rerun exited 0", f"{where}\n{rerun.stdout}{rerun.stderr}")
         final = snapshot(project)
         changed = [k for k, v in written.items() if k != ".env" and final.get(k) != v]
-        assert not changed, f"{where}: the rerun changed values already written: {changed}"
-        assert not all_problems(project, env_before if env_before is None else (project / ".env").read_bytes())
-        assert not env_problems(project, after.get(".env")), where
-        assert not stray_files(project), f"{where}: left behind {stray_files(project)}"
+        row.check(not changed, "every rerun kept every value already written", f"{where}: {changed}",
+                  keeps_data=True)
+        left = all_problems(project, env_before if env_before is None else (project / ".env").read_bytes())
+        left += env_problems(project, after.get(".env"))
+        row.check(not left, "every rerun left complete files and kept the bytes .env had", f"{where}: {left}",
+                  keeps_data=True)
+        row.check(not stray_files(project), "no rerun left a temporary file behind",
+                  f"{where}: {stray_files(project)}")
     return stats
 
 
-def complete(task: str, project: Path) -> None:
-    """After the cycle the task's work is fully done (the reruns completed it)."""
-    if task == "env":
-        assert "WEB_IMAGE=" in (project / ".env").read_text()
+def complete(task: str, project: Path) -> list[str]:
+    """What the reruns left undone of the task's work (empty: all done)."""
+    out = []
+    if task == "env" and "WEB_IMAGE=" not in (project / ".env").read_text():
+        out.append(".env lacks WEB_IMAGE")
     if task == "secrets":
-        for pol in secret_policies(project).values():
-            assert pol.get("certificate") or pol["file"].stat().st_size > 0
+        out += [f"{pol['file'].name} is missing or empty" for pol in secret_policies(project).values()
+                if not pol.get("certificate") and (not pol["file"].exists() or pol["file"].stat().st_size == 0)]
     if task == "certs":
-        assert (project / "secrets" / "certs" / "cert.pem").is_file()
-        assert not cert_problems(project, domain(project))
+        if not (project / "secrets" / "certs" / "cert.pem").is_file():
+            out.append("no cert.pem")
+        out += cert_problems(project, domain(project))
+    return out
 
 
 @pytest.mark.parametrize("task", ["env", "secrets", "certs"])
 def test_sigkill_leaves_every_file_complete_and_the_rerun_keeps_every_value(task, tmp_path, docker):
-    key = f"kill.{task}"
-    LEDGER.start(key)
+    row = LEDGER.row(f"kill.{task}")
     project, net = make_mini(tmp_path / "mini")
     try:
         first = run(project, "bootstrap")
         assert first.returncode == 0, first.stdout + first.stderr
         rng = random.Random(f"{SEED}-{task}")
-        n = kill_cases()
-        stats = kill_cycle(task, project, n, rng, tmp_path / "writes.log")
-        complete(task, project)
-        LEDGER.done(key, stats["cases"],
-                    f"{stats['mid_write']} kills landed mid-write, {stats['finished_first']} after the run had "
-                    "ended; every file complete or absent, .env values kept; every rerun exit 0, kept every "
-                    "value, left no temp file")
+        stats = kill_cycle(task, project, kill_cases(), rng, tmp_path / "writes.log", row)
+        undone = complete(task, project)
+        row.check(not undone, "after the cycle the task's work was complete", undone)
+        row.figure(f"{stats['mid_write']} kills landed mid-write, {stats['finished_first']} after the run had ended")
     finally:
         remove_network(net)
 
@@ -229,7 +239,8 @@ def atomic_write(path, data, mode=0o600):  # MUTATION: in place, not atomic
 
 def test_the_kill_test_catches_in_place_writes(tmp_path, docker):
     """Control: with ``fsutil`` writing in place (a throwaway copy), kills leave truncated secrets."""
-    LEDGER.start("kill.control")
+    row = LEDGER.row("kill.control")
+    row.lost_note = "(deliberately broken copy, not the product)"
     copy = copy_readiness(tmp_path / "mutant")
     fsutil = copy / "readiness" / "fsutil.py"
     fsutil.write_text(fsutil.read_text() + IN_PLACE)
@@ -238,12 +249,10 @@ def test_the_kill_test_catches_in_place_writes(tmp_path, docker):
         first = run(project, "bootstrap")
         assert first.returncode == 0, first.stdout + first.stderr
         rng = random.Random(f"{SEED}-control")
-        n = kill_cases()
-        stats = kill_cycle("secrets", project, n, rng, tmp_path / "writes.log", extra_path=str(copy),
+        stats = kill_cycle("secrets", project, kill_cases(), rng, tmp_path / "writes.log", row, extra_path=str(copy),
                            search_root=copy)
-        assert stats["violations"] > 0, f"no kill of the in-place copy left a broken file: {stats}"
-        LEDGER.done("kill.control", stats["cases"],
-                    f"{stats['violations']} of {stats['cases']} kills left a truncated secret: the test "
-                    "catches a non-atomic write", lost="(deliberately broken copy, not the product)")
+        row.check(stats["violations"] > 0, "kills of the copy that writes in place left a truncated secret: the "
+                  "test catches a non-atomic write", stats)
+        row.figure(f"{stats['violations']} of {stats['cases']} kills broke a file")
     finally:
         remove_network(net)

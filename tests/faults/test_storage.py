@@ -9,17 +9,17 @@ fault is gone, the next run completes and keeps every value.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import require_root  # tests/conftest.py
 
 from .support import (
     LEDGER,
-    assert_clean_failure,
     cert_problems,
+    failure_problems,
     make_mini,
     remove_network,
     run,
@@ -27,12 +27,11 @@ from .support import (
     snapshot,
 )
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs or a bind mount needs root (CI is root)")
-
 
 @pytest.fixture
 def mounts():
     """Mount helper; unmounts everything it mounted, innermost first, whatever happens."""
+    require_root("mounting a tmpfs or a bind mount needs root (CI is root)")
     done: list[Path] = []
 
     def mount(*args: str, target: Path) -> None:
@@ -49,9 +48,12 @@ def unchanged(before: dict[str, bytes], project: Path) -> list[str]:
     return [k for k, v in before.items() if after.get(k) != v]
 
 
+FULL = "each run on a full disk exited non-zero with one `error:` paragraph naming the path, no traceback"
+READ_ONLY = "each run on a read-only path exited non-zero with one `error:` paragraph naming the path, no traceback"
+
+
 def test_full_disk(tmp_path, mounts, docker):
-    LEDGER.start("disk.full")
-    cases = 0
+    row = LEDGER.row("disk.full")
     project, net = make_mini(tmp_path / "mini")
     try:
         assert run(project, "env").returncode == 0
@@ -61,20 +63,25 @@ def test_full_disk(tmp_path, mounts, docker):
 
         # 1. secrets: the first files fit, then the tmpfs is full
         res = run(project, "secrets")
-        cases += 1
-        assert_clean_failure(res, "No space left on device", str(secrets_dir))
-        assert not secret_problems(project), "a secret that was written is incomplete"
-        assert not [p for p in secrets_dir.iterdir() if p.is_file() and p.stat().st_size == 0], "empty file left"
+        row.cases += 1
+        row.check(not failure_problems(res, "No space left on device", str(secrets_dir)), FULL,
+                  failure_problems(res, "No space left on device", str(secrets_dir)))
+        row.check(not secret_problems(project), "every secret written before the disk filled up is complete",
+                  secret_problems(project), keeps_data=True)
+        empty = [p.name for p in secrets_dir.iterdir() if p.is_file() and p.stat().st_size == 0]
+        row.check(not empty, "no empty file left", empty)
         kept = snapshot(project)
         assert any(k.startswith("secrets/") for k in kept), "nothing fitted: the test proves less than it should"
 
         # 2. the same run again, and certs: still clean failures, nothing already written changes
         for task, needle in (("secrets", f"where: {secrets_dir}"), ("certs", f"where: {secrets_dir / 'certs'}")):
             res = run(project, task)
-            cases += 1
-            assert_clean_failure(res, needle)
-            assert not unchanged(kept, project)
-            assert not secret_problems(project) and not cert_problems(project)
+            row.cases += 1
+            row.check(not failure_problems(res, needle), FULL, failure_problems(res, needle))
+            row.check(not unchanged(kept, project), "a failed run changed no file already written",
+                      unchanged(kept, project), keeps_data=True)
+            problems = secret_problems(project) + cert_problems(project)
+            row.check(not problems, "every secret and certificate file present is complete", problems)
 
         # 3. .env on a full filesystem: the project itself on a 16 KiB tmpfs, filled up
         small = tmp_path / "small"
@@ -91,30 +98,33 @@ def test_full_disk(tmp_path, mounts, docker):
                 f.write(b"x" * 1024)
         env_before = (small / ".env").read_bytes()
         res = run(small, "env")
-        cases += 1
-        assert_clean_failure(res, "No space left on device", str(small / ".env"))
-        assert (small / ".env").read_bytes() == env_before, ".env changed on a failed append"
+        row.cases += 1
+        row.check(not failure_problems(res, "No space left on device", str(small / ".env")), FULL,
+                  failure_problems(res, "No space left on device", str(small / ".env")))
+        row.check((small / ".env").read_bytes() == env_before, "a failed append left .env byte for byte as it was",
+                  keeps_data=True)
 
         # 4. room again: the next runs complete and keep every value already written
         subprocess.run(["mount", "-o", "remount,size=1m", str(secrets_dir)], check=True)
         res = run(project, "bootstrap")
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert not unchanged(kept, project), "a value written before the disk filled up was changed"
-        assert not secret_problems(project) and not cert_problems(project)
+        row.check(res.returncode == 0, "with room again the next run exited 0", res.stdout + res.stderr)
+        row.check(not unchanged(kept, project), "with room again the next run kept every value written before",
+                  unchanged(kept, project), keeps_data=True)
+        problems = secret_problems(project) + cert_problems(project)
+        row.check(not problems, "with room again every secret and the pair are complete", problems)
         filler.unlink()
         subprocess.run(["mount", "-o", "remount,size=1m", str(small)], check=True)
         res = run(small, "env")
-        assert res.returncode == 0, res.stderr
-        assert (small / ".env").read_bytes().startswith(env_before) and b"WEB_IMAGE=" in (small / ".env").read_bytes()
+        row.check(res.returncode == 0, "with room again the next run exited 0", res.stderr)
+        data = (small / ".env").read_bytes()
+        row.check(data.startswith(env_before) and b"WEB_IMAGE=" in data,
+                  "with room again `invoke env` appended the missing key after the bytes .env had", keeps_data=True)
     finally:
         remove_network(net)
-    LEDGER.done("disk.full", cases, "each run exits 1 with `error: cannot create|write <path>: No space left on "
-                "device` (no traceback, no empty or partial file); with room again the next run completes")
 
 
 def test_read_only_paths(tmp_path, mounts, docker):
-    LEDGER.start("disk.readonly")
-    cases = 0
+    row = LEDGER.row("disk.readonly")
     project, net = make_mini(tmp_path / "mini")
     try:
         assert run(project, "bootstrap").returncode == 0
@@ -127,13 +137,13 @@ def test_read_only_paths(tmp_path, mounts, docker):
 
         mounts("--bind", str(secrets_dir), target=secrets_dir)
         subprocess.run(["mount", "-o", "remount,ro,bind", str(secrets_dir)], check=True)
-        res = run(project, "secrets")
-        cases += 1
-        assert_clean_failure(res, "Read-only file system", str(secrets_dir / "api_token"))
-        res = run(project, "certs")
-        cases += 1
-        assert_clean_failure(res, "Read-only file system", str(secrets_dir / "certs"))
-        assert not unchanged(before, project)
+        for task, needle in (("secrets", str(secrets_dir / "api_token")), ("certs", str(secrets_dir / "certs"))):
+            res = run(project, task)
+            row.cases += 1
+            row.check(not failure_problems(res, "Read-only file system", needle), READ_ONLY,
+                      failure_problems(res, "Read-only file system", needle))
+        row.check(not unchanged(before, project), "a failed run changed no file", unchanged(before, project),
+                  keeps_data=True)
 
         env = project / ".env"  # a key to append, on a read-only project
         env.write_text("".join(ln for ln in env.read_text().splitlines(True) if not ln.startswith("WEB_IMAGE=")))
@@ -141,21 +151,22 @@ def test_read_only_paths(tmp_path, mounts, docker):
         mounts("--bind", str(project), target=project)
         subprocess.run(["mount", "-o", "remount,ro,bind", str(project)], check=True)
         res = run(project, "env")
-        cases += 1
-        assert_clean_failure(res, "Read-only file system", str(env))
-        assert not unchanged(before, project)
-        assert env.read_bytes() == before[".env"]
+        row.cases += 1
+        row.check(not failure_problems(res, "Read-only file system", str(env)), READ_ONLY,
+                  failure_problems(res, "Read-only file system", str(env)))
+        row.check(not unchanged(before, project) and env.read_bytes() == before[".env"],
+                  "a failed run changed no file", unchanged(before, project), keeps_data=True)
     finally:
         for target in (project, project / "secrets"):  # writable again for the last part
             subprocess.run(["umount", "-l", str(target)], capture_output=True)
     try:
         res = run(project, "bootstrap")
-        assert res.returncode == 0, res.stdout + res.stderr
+        row.check(res.returncode == 0, "once writable the next run exited 0", res.stdout + res.stderr)
         after = snapshot(project)
-        assert all(after.get(k) == v for k, v in before.items() if k != ".env")
-        assert after[".env"].startswith(before[".env"])
-        assert not secret_problems(project) and not cert_problems(project)
+        row.check(all(after.get(k) == v for k, v in before.items() if k != ".env")
+                  and after[".env"].startswith(before[".env"]),
+                  "once writable the next run kept every value and the bytes .env had", keeps_data=True)
+        problems = secret_problems(project) + cert_problems(project)
+        row.check(not problems, "once writable every secret and the pair are complete", problems)
     finally:
         remove_network(net)
-    LEDGER.done("disk.readonly", cases, "each run exits 1 with `error: cannot create|lock|write <path>: Read-only "
-                "file system` (no traceback); once writable the next run completes")

@@ -1,18 +1,25 @@
-"""Secret hygiene of every output (issue #6); runs last in the directory (file order), on purpose.
+"""Hygiene after the suite; runs last in the directory (file order), on purpose.
 
-Every stdout/stderr the suite collected — each ``invoke`` run, killed or not, every
-``preflight --json``, the guard, pre-commit, the second engine's log — is searched for every
-secret value found on disk after each test (``LEDGER.harvest``). Run alone, the test makes its
-own material first: a bootstrap, a ``preflight --json`` and a failing run on a mini stack.
+* Secrets: every stdout/stderr the suite collected — each ``invoke`` run, killed or not, every
+  ``preflight --json``, the guard, pre-commit, the second engine's log — is searched for every
+  secret value found on disk after each test (``LEDGER.harvest``). Run alone, the test makes
+  its own material first: a bootstrap, a ``preflight --json`` and a failing run on a mini stack.
+* The machine: after the engine faults (a second dockerd) the host's ``docker0`` is still there
+  if it was before, and the main engine still runs a container on its default network
+  (``main_engine_baseline`` in tests/conftest.py takes the "before" when the session starts
+  the second engine, or here when that module did not run).
 """
 
 from __future__ import annotations
+
+from conftest import unavailable  # tests/conftest.py
 
 from .support import LEDGER, make_mini, remove_network, run
 
 
 def test_no_output_contains_a_secret_value(tmp_path, docker):
-    LEDGER.start("hygiene.outputs")
+    row = LEDGER.row("hygiene.outputs")
+    row.lost_note = "n/a (reads outputs only)"
     project, net = make_mini(tmp_path / "mini")
     try:
         assert run(project, "bootstrap").returncode == 0
@@ -27,6 +34,16 @@ def test_no_output_contains_a_secret_value(tmp_path, docker):
     values = [v for v in LEDGER.secret_values if len(v) >= 12]
     assert values, "no secret value was harvested: the scan would prove nothing"
     leaks = [(label, LEDGER.secret_values[v]) for label, text in LEDGER.outputs for v in values if v in text]
-    assert not leaks, f"secret values printed: {leaks[:5]}"
-    LEDGER.done("hygiene.outputs", len(LEDGER.outputs) * len(values),
-                f"{len(values)} secret values x {len(LEDGER.outputs)} outputs: no output contains any of them")
+    row.cases += len(LEDGER.outputs) * len(values)
+    row.check(not leaks, "no output contains any generated secret value", leaks[:5])
+    row.figure(f"{len(values)} secret values x {len(LEDGER.outputs)} outputs")
+
+
+def test_the_main_engine_still_runs_containers_on_its_default_network(main_engine_baseline):
+    """The suite's second dockerd left the host's network alone (issue #12, item 8)."""
+    baseline = main_engine_baseline
+    if baseline.problem:
+        unavailable("the main engine could not run a container on its default network before the suite's "
+                    f"engine faults ({baseline.problem}); restart the Docker engine and run the suite again")
+    damage = baseline.damage()
+    assert not damage, "; ".join(damage)
