@@ -14,7 +14,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import shutil
 import stat
 import threading
 import time
@@ -23,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import require_tool  # tests/conftest.py
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -162,10 +162,7 @@ def pair(tmp_path: Path, ca: Authority) -> CertPaths:
 @pytest.fixture
 def mkcert() -> None:
     """The production path needs mkcert: CI installs it (.ci/run), elsewhere skip and say why."""
-    if shutil.which("mkcert") is None:
-        if os.environ.get("CI"):
-            pytest.fail("mkcert is not installed; CI must provide it (.ci/run installs it)")
-        pytest.skip("mkcert is not installed (needed to test issuing; the checks are tested without it)")
+    require_tool("mkcert", "needed to test issuing; the checks are tested without it")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_invoke
+from conftest import require_root, run_invoke
 
 from readiness import envfile, fsutil
 from readiness.errors import ToolkitError
@@ -170,8 +170,7 @@ def test_a_dangling_env_symlink_gets_its_target_created(tmp_path):
 
 
 def test_owner_and_mode_of_env_are_kept(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("giving a file another owner needs root (CI runs as root)")
+    require_root("giving a file another owner needs root (CI runs as root)")
     (tmp_path / ".env.example").write_text("A=1\nB=2\n")
     env = tmp_path / ".env"
     env.write_text("A=mine\n")
@@ -184,8 +183,7 @@ def test_owner_and_mode_of_env_are_kept(tmp_path):
 
 
 def test_atomic_write_can_keep_an_owner(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("giving a file another owner needs root (CI runs as root)")
+    require_root("giving a file another owner needs root (CI runs as root)")
     target = tmp_path / "f"
     fsutil.atomic_write(target, b"x", 0o640, owner=(4321, 5432))
     st = target.stat()

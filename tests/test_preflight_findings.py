@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
 
 import pytest
-from conftest import run_invoke
+from conftest import require_tool, run_invoke
 from helper_image import ensure_helper_image
 
 
@@ -164,8 +163,7 @@ def test_certificate_missing_a_routed_hostname(ready):
 
 def test_secret_files_tracked_by_git_are_refused(mini):
     assert run_invoke(mini, "bootstrap").returncode == 0
-    if not shutil.which("git"):
-        pytest.fail("git is required")
+    require_tool("git", "the test tracks a secret in a real git repository")
     subprocess.run(["git", "init", "-q", str(mini)], check=True)
     subprocess.run(["git", "-C", str(mini), "add", "-f", "secrets/web_password"], check=True)
     f = only(mini, "secret.tracked")

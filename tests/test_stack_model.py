@@ -10,12 +10,11 @@ secrets (REQ-BOOT-001, REQ-PRD-FUN-06). Also the least-exposure rules of issue #
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_repo, run_invoke
+from conftest import REPO, copy_repo, require_tool, run_invoke
 
 from readiness import compose, envfile, health, preflight
 from readiness import secrets as secretslib
@@ -174,10 +173,7 @@ def test_config_is_clean_after_bootstrap_and_names_the_prerequisite_before(tmp_p
 
 
 def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if not path:
-        pytest.fail(f"{tool} is required (CI installs it: see .ci/run)")
-    return path
+    return require_tool(tool, "the stack's files are checked with it (.ci/run installs it)")
 
 
 def test_yamllint_passes_on_every_yaml_file():
