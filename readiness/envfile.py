@@ -50,8 +50,17 @@ def _is_space(ch: str) -> bool:
 
 
 def _key_char(ch: str) -> bool:
-    """What Compose allows in a variable name besides blanks: ``_.-[]``, letters and numbers."""
-    return ch in "_.-[]" or unicodedata.category(ch)[0] in "LN"
+    """What Compose allows in a variable name besides blanks: ``_.-[]``, letters and numbers.
+
+    A code point this Python's Unicode database does not know (``Cn``) is let through: Go's
+    tables may be newer (Unicode 15 has letters that Python 3.11's 14.0 lacks), and a name
+    Compose then refuses is reported by Compose itself, while refusing a name Compose
+    accepts would block every task.
+    """
+    return ch in "_.-[]" or unicodedata.category(ch) in _LETTERS_NUMBERS_UNKNOWN
+
+
+_LETTERS_NUMBERS_UNKNOWN = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd", "Nl", "No", "Cn"})
 
 
 def valid_key(key: str) -> bool:
@@ -410,11 +419,18 @@ def _appended(original: bytes, current: EnvFile, example: EnvFile, groups: list[
     old = [(e.key, e.value, e.inherited, e.line) for e in after.entries if e.line <= boundary]
     new = [(e.key, e.value, e.inherited) for e in after.entries if e.line > boundary]
     wanted = [(e.key, e.value, e.inherited) for g in groups for e in g.entries]
-    if after.errors or old != [(e.key, e.value, e.inherited, e.line) for e in current.entries] or new != wanted:
+    if after.errors or old != [(e.key, e.value, e.inherited, e.line) for e in current.entries]:
         last = current.entries[-1].line if current.entries else boundary
         raise ToolkitError(
             f"appending to {env_path.name} would change how Compose reads its last line",
             where=f"{env_path}:{last}",
             fix=f"end {env_path.name} with a newline after a complete KEY=value line, then run `invoke env` again",
+        )
+    if new != wanted:  # only the last line of a file can read differently once a newline follows it
+        raise ToolkitError(
+            f"the last line of {example.path.name} reads differently once a newline follows it (a bare name "
+            "with no newline after it is a variable named \"\" for Compose)",
+            where=f"{example.path}:{groups[-1].entries[-1].line}",
+            fix=f"end {example.path.name} with a newline, then run `invoke env` again",
         )
     return data

@@ -41,12 +41,12 @@ def compose_view(directory: Path, extra: dict[str, str] | None = None) -> dict[s
     env.setdefault("DOCKER_CONFIG", str(Path.home() / ".docker"))  # the plugin, even with another HOME
     env.update(extra or {})
     res = subprocess.run(["docker", "compose", "--project-directory", str(directory), "config", "--environment"],
-                         cwd=directory, env=env, capture_output=True, text=True, errors="surrogateescape", timeout=60)
+                         cwd=directory, env=env, capture_output=True, timeout=60)  # bytes: a value's CR stays
     if res.returncode != 0:
-        raise ComposeRefused(res.stderr.strip())
+        raise ComposeRefused(res.stderr.decode(errors="replace").strip())
     view: dict[str, str] = {}
     last = None
-    for line in res.stdout.removesuffix("\n").split("\n"):
+    for line in res.stdout.decode("utf-8", "surrogateescape").removesuffix("\n").split("\n"):
         if "=" in line:
             last, _, value = line.partition("=")
             view[last] = value

@@ -1,7 +1,10 @@
 """Hostile input, generated with Hypothesis (issue #6): never a traceback, always the same answer.
 
-* ``.env`` text (quotes, ``export``, CRLF, a BOM, duplicate keys, ``=`` in values, unicode)
-  through :func:`readiness.envfile.parse_text` and :func:`readiness.envfile.ensure`;
+* ``.env`` text (quotes spanning lines, ``export``, ``KEY: value``, bare keys, CRLF, a BOM,
+  duplicate keys, ``=`` in values, unicode) through :func:`readiness.envfile.parse_text` and
+  :func:`readiness.envfile.ensure`, and a sample of both compared with Compose itself
+  (``docker compose config --environment``): Compose refuses exactly what the reader refuses,
+  reads the same variables, and reads every variable ``.env`` had unchanged after ``ensure``;
 * Compose interpolation forms (``$$``, ``${VAR:-x}``, ``${VAR:?err}``, nested defaults, stray
   dollars) through :func:`readiness.preflight.unescaped_refs`, and a sample compared with what
   the real ``docker compose config --variables`` says on a one-service file;
@@ -18,6 +21,7 @@ import json
 import os
 import subprocess
 import tempfile
+import unicodedata
 from pathlib import Path
 
 import yaml
@@ -50,34 +54,39 @@ def row(key: str, lost_note: str | None = PURE):
 
 # ------------------------------------------------------------------------------ .env text
 
-names = st.sampled_from(["A", "B", "KEY", "_X", "k.y", "DB-URL", "A1"])
-bad_names = st.sampled_from(["1A", "A B", "", "é", "A$", "-x"])
+names = st.sampled_from(["A", "B", "KEY", "_X", "k.y", "DB-URL", "A1", "1A", "é", "A[0]"])
+bad_names = st.sampled_from(["A B", "A$", "A/B", "a,b", "A'"])
 texty = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
-values = st.one_of(
-    texty,
-    st.sampled_from(["", "a=b", "x #c", "'q'", '"dq"', '"a\\"b"', "'a\"b'", '"a\\nb"', "'unterminated",
-                     '"\\\\n"', "tab\tx", "ü€😀", "a'b", 'a"b', "\\", "=", " spaced "]),
-)
+#: Values Compose reads in every form it accepts: quotes spanning lines, escaped quotes, a
+#: second statement after a closing quote, a comment right after it, octal escapes.
+written_values = st.sampled_from([
+    "", "a=b", "x #c", "'q'", '"dq"', '"a\\"b"', "'a\"b'", '"a\\nb"', '"\\\\n"', "tab\tx", "ü€😀", "a'b", 'a"b',
+    "\\", "=", " spaced ", "'it\\'s'", '"two\nlines"', "'one\n\ntwo'", "'x' B=2", '"x"# c', '"\\0123\\c"',
+])
+values = st.one_of(texty, written_values, st.sampled_from(["'unterminated", '"open']))
 line_endings = st.sampled_from(["\n", "\r\n"])
 
 
 @st.composite
-def env_lines(draw) -> str:
-    kind = draw(st.sampled_from(["kv", "kv", "kv", "export", "comment", "blank", "bad", "noeq"]))
+def env_lines(draw, valid: bool = False) -> str:
+    kinds = ["kv", "kv", "kv", "export", "colon", "bare", "comment", "blank"] + ([] if valid else ["bad", "noeq"])
+    kind = draw(st.sampled_from(kinds))
     if kind == "comment":
-        return "# " + draw(texty)
+        return "# " + draw(texty).replace("\n", " ")
     if kind == "blank":
         return draw(st.sampled_from(["", "  ", "\t"]))
     if kind == "noeq":
         return draw(texty).replace("=", "").replace("\n", "").replace("\r", "") or "x"
     key = draw(bad_names if kind == "bad" else names)
+    if kind == "bare":
+        return key
     prefix = "export " if kind == "export" else ""
-    return f"{prefix}{key}={draw(values)}"
+    return f"{prefix}{key}{': ' if kind == 'colon' else '='}{draw(written_values if valid else values)}"
 
 
 @st.composite
-def env_texts(draw) -> str:
-    lines = draw(st.lists(env_lines(), max_size=8))
+def env_texts(draw, valid: bool = False) -> str:
+    lines = draw(st.lists(env_lines(valid), max_size=8))
     nl = draw(line_endings)
     bom = "\ufeff" if draw(st.booleans()) else ""
     return bom + nl.join(lines) + (nl if lines and draw(st.booleans()) else "")
@@ -93,22 +102,92 @@ def test_parse_text_never_raises_and_is_deterministic(text):
     r.check(True, "returned without raising")
     r.check((first.entries, first.errors) == (again.entries, again.errors), "same entries and errors on every run")
     total = len(text.lstrip("\ufeff").split("\n"))
-    r.check(all(envfile._KEY.match(e.key) and 1 <= e.line <= total for e in first.entries),
-            "every entry has a valid key and a line number in range", first.entries)
+    r.check(all(envfile.valid_key(e.key) and 1 <= e.line <= e.end_line <= total for e in first.entries),
+            "every entry has a key Compose accepts and its lines in range", first.entries)
     r.check(all(1 <= number <= total and message for number, message in first.errors),
             "every error has a line number in range and a message", first.errors)
-    # every physical line is an entry, an error, blank or a comment: nothing vanishes
-    r.check(len(first.entries) + len(first.errors) <= total, "no more entries and errors than lines")
+
+
+def compose_environment(directory: Path, text: str) -> str | None:
+    """Compose's own reading of ``text`` as ``.env`` (None: Compose refuses the file).
+
+    ``docker compose config --environment`` prints the sorted ``KEY=value`` lines of the
+    environment it interpolates with; the lines of the variables Compose adds itself (and of
+    PATH, HOME, DOCKER_CONFIG, the only ones passed in) are dropped, so what is left comes
+    from the file. Bytes, not text mode: universal newlines would turn a value's CR into LF.
+    """
+    (directory / ".env").write_bytes(text.encode())
+    (directory / "docker-compose.yml").write_text("services:\n  s:\n    image: busybox:1.36.1\n")
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "DOCKER_CONFIG") if k in os.environ}
+    res = subprocess.run(["docker", "compose", "--project-directory", str(directory), "config", "--environment"],
+                         cwd=directory, env=env, capture_output=True, timeout=60)
+    LEDGER.output("docker compose config --environment", res.stdout, res.stderr)
+    if res.returncode != 0:
+        return None
+    own = {f"{k}={v}" for k, v in env.items()} | {f"PWD={directory}"}
+    lines = res.stdout.decode("utf-8", "surrogateescape").removesuffix("\n").split("\n")
+    return "\n".join(line for line in lines if line not in own
+                     and not line.startswith(("COMPOSE_PROJECT_NAME=", "DOCKER_CLI_PLUGIN_")))
+
+
+def reader_environment(parsed: envfile.EnvFile) -> dict[str, str]:
+    """What Compose should take from a file with no ``$`` in it, by the reader's account.
+
+    A bare ``KEY`` line keeps the value an earlier line gave (none of these keys is in the
+    environment passed to Compose), so only assignments count; the last one wins.
+    """
+    return {e.key: e.value for e in parsed.entries if not e.inherited}
+
+
+def printed(view: dict[str, str]) -> str:
+    """``view`` as ``config --environment`` prints it (Go's sort of ``KEY=value`` strings)."""
+    return "\n".join(sorted(f"{k}={v}" for k, v in view.items()))
+
+
+def for_oracle(text: str) -> str:
+    """``text`` without ``$`` and without code points this Python's Unicode database lacks.
+
+    Interpolation is Compose's, not the reader's; and whether an unassigned code point is a
+    letter depends on the Unicode version (Go's may be newer), so the reader lets it through.
+    """
+    return "".join("S" if ch == "$" or unicodedata.category(ch) == "Cn" else ch for ch in text)
+
+
+def test_reader_agrees_with_compose(tmp_path, docker):
+    """A sample of generated files: Compose refuses exactly the ones the reader finds an error in,
+    and takes exactly the variables and values the reader finds from the others."""
+    r = LEDGER.row("input.env-parse")
+    r.lost_note = PURE
+    samples: list[str] = []
+
+    @settings(max_examples=ORACLE_SAMPLE, derandomize=True, deadline=None, database=None)
+    @given(text=env_texts())
+    def collect(text):
+        samples.append(for_oracle(text))
+
+    collect()
+    for text in samples:
+        r.cases += 1
+        parsed = envfile.parse_text(text, tmp_path / ".env")
+        seen = compose_environment(tmp_path, text)
+        r.check((seen is None) == bool(parsed.errors), "Compose refuses a file exactly when the reader finds "
+                "an error in it", (text, parsed.errors))
+        if seen is not None:
+            r.check(seen == printed(reader_environment(parsed)), "Compose takes exactly the variables and values "
+                    "the reader finds", (text, seen, printed(reader_environment(parsed))))
 
 
 @SETTINGS
 @given(current=env_texts(), example=env_texts())
 # Regressions found while writing this suite: a newline or an escaped backslash in an example
-# value was appended so that the .env could no longer be parsed (fixed in envfile._quote/_unquote).
+# value was appended so that the .env could no longer be parsed (then fixed in how values were
+# re-quoted; now the example's lines are copied verbatim and never re-quoted).
 @example(current="X=1\n", example='K="a\\nb"\n')
 @example(current="", example='L="it\'s \\\\n"\r\nM="end\\\\"\r\n')
 @example(current="A=\x0c\n", example="# \x85 NEL\nB=\u2028\n")
-def test_ensure_keeps_every_byte_and_value_and_adds_what_parses_back(current, example):
+@example(current="A=1\nLAST", example="B=2\n")  # a bare key at the very end: Compose names it ""
+@example(current="B=mine\n", example="A=1 \nB='2' C=3\n")  # half a line is never copied
+def test_ensure_keeps_every_byte_and_value_and_appends_the_examples_lines(current, example):
     r = row("input.env-ensure", lost_note=None)
     with tempfile.TemporaryDirectory() as tmp:
         env_path, example_path = Path(tmp) / ".env", Path(tmp) / ".env.example"
@@ -116,24 +195,64 @@ def test_ensure_keeps_every_byte_and_value_and_adds_what_parses_back(current, ex
         example_path.write_bytes(example.encode())
         try:
             result = envfile.ensure(env_path, example_path)
-        except ToolkitError as exc:  # a malformed line: named with its file and line
+        except ToolkitError as exc:  # a malformed line, or a line that appending would change
             r.check(exc.where and ".env" in exc.where and exc.fix, "a refusal is a ToolkitError naming the file, "
                     "with a fix", exc.render())
             r.check(env_path.read_bytes() == current.encode(), "a refused .env is left as it was", keeps_data=True)
             return
         after = env_path.read_bytes()
         r.check(after.startswith(current.encode()), "the bytes .env had are kept", keeps_data=True)
-        old = envfile.parse_text(current, env_path).values
+        before = envfile.parse_text(current, env_path)
         parsed = envfile.parse_text(after.decode(), env_path)
+        wanted = envfile.parse_text(example, example_path)
         r.check(not parsed.errors, "the .env written parses", parsed.errors)
-        new, wanted = parsed.values, envfile.parse_text(example, example_path).values
-        r.check(all(new[key] == value for key, value in old.items()), "every value .env had is unchanged",
-                keeps_data=True)
-        r.check(all(new[key] == wanted[key] for key in result.added), "every appended value parses back to the "
-                "example's", {k: (new[k], wanted[k]) for k in result.added if new[k] != wanted[k]})
-        r.check(set(wanted) <= set(new), "every key of the example is in .env afterwards")
+        r.check(parsed.entries[:len(before.entries)] == before.entries, "every statement .env had reads as "
+                "before (key, value, line)", keeps_data=True)
+        lines, tail = wanted.text.split("\n"), after[len(current.encode()):].decode()
+        copied = [e for e in wanted.entries if e.key in result.added]
+        r.check(all("\n".join(lines[e.line - 1:e.end_line]) in tail for e in copied),
+                "the appended lines are the example's, verbatim", (tail, copied))
+        r.check(all(parsed.values.get(k) == wanted.values.get(k) for k in result.added),
+                "every appended value reads as the example's")
+        r.check(set(wanted.keys()) <= set(parsed.keys()), "every key of the example is in .env afterwards")
         again = envfile.ensure(env_path, example_path)
         r.check(again.added == [] and env_path.read_bytes() == after, "a second ensure changes nothing")
+
+
+def test_ensure_keeps_composes_view_of_every_variable(tmp_path, docker):
+    """A sample of generated (.env, .env.example) pairs through ``ensure`` (the body of `invoke env`):
+    Compose's view of every variable .env had is the same afterwards, and Compose reads the result."""
+    r = LEDGER.row("input.env-ensure")
+    samples: list[tuple[str, str]] = []
+
+    @settings(max_examples=ORACLE_SAMPLE, derandomize=True, deadline=None, database=None)
+    @given(current=env_texts(valid=True), wanted=env_texts(valid=True))
+    def collect(current, wanted):
+        samples.append((for_oracle(current), for_oracle(wanted)))
+
+    collect()
+    for current, wanted in samples:
+        r.cases += 1
+        env_path, example_path = tmp_path / ".env", tmp_path / ".env.example"
+        seen_before = compose_environment(tmp_path, current)
+        before = envfile.parse_text(current, env_path)
+        r.check(seen_before == printed(reader_environment(before)), "Compose's view of .env before is the "
+                "reader's", (current, seen_before))
+        example_path.write_bytes(wanted.encode())
+        try:
+            envfile.ensure(env_path, example_path)
+        except ToolkitError as exc:
+            r.check(exc.fix and env_path.read_bytes() == current.encode(), "a refused .env is left as it was",
+                    exc.render(), keeps_data=True)
+            continue
+        written = env_path.read_bytes().decode()
+        seen_after = compose_environment(tmp_path, written)
+        after = envfile.parse_text(written, env_path)
+        r.check(seen_after == printed(reader_environment(after)), "Compose reads the .env written, as the reader "
+                "does", (written, seen_after))
+        old, new = reader_environment(before), reader_environment(after)
+        r.check(all(new.get(k) == v for k, v in old.items()), "Compose's view of every variable .env had is "
+                "unchanged", (current, written), keeps_data=True)
 
 
 # ------------------------------------------------------------------------------ interpolation
