@@ -310,7 +310,7 @@ class WaitProgress:
     def __init__(self, model: Model, say: Callable[[str, str | None], None]) -> None:
         self.model, self.say = model, say
         self.seen: dict[str, str] = {}
-        self.last_line = time.monotonic()
+        self.started = self.last_line = time.monotonic()
 
     def update(self, states: dict[str, dict]) -> None:
         for svc in sorted(self.model.services):
@@ -324,7 +324,9 @@ class WaitProgress:
         if time.monotonic() - self.last_line >= HEARTBEAT_SECONDS:
             pending = [f"{s} ({w})" for s, w in sorted(self.seen.items()) if not self._ready(s, w)]
             ready = len(self.seen) - len(pending)
-            self.say(f"{ready} of {len(self.seen)} services ready; waiting for {', '.join(pending) or '-'}", None)
+            elapsed = time.monotonic() - self.started
+            self.say(f"{ready} of {len(self.seen)} services ready after {elapsed:.0f} s; waiting for "
+                     f"{', '.join(pending) or '-'}", None)
             self.last_line = time.monotonic()
 
     def _has_check(self, svc: str) -> bool:
@@ -385,6 +387,9 @@ def _start_and_wait(model: Model, engine: enginelib.Engine, timeout: int) -> set
     if res.ok:
         started = started_services(before, after)
         gateway = {svc for svc in model.services if health.published_port(model, svc, 443)}
+        if started:
+            out.say("up", f"every container is healthy; checking that Traefik routes to the {len(started)} "
+                          "service(s) that (re)started")
         if started & gateway:
             settle_routes(model)  # Traefik itself restarted: every route is being rebuilt
         elif started:
