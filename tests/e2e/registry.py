@@ -107,6 +107,7 @@ class ThrottledProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the connect timeout must not end a long, one-way upload
             self._conns += [client, upstream]
             threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
