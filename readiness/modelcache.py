@@ -1,21 +1,31 @@
-"""A cache of Compose's own rendering, keyed by everything that rendering reads.
+"""A cache of Compose's own rendering, used only when its key holds every input Compose reads.
 
 ``docker compose config`` costs a few hundred milliseconds of CPU, and every task needs its
 output; ``invoke health`` and ``invoke up`` would spend a third of their time re-rendering
 an unchanged stack. The cache stores Compose's output verbatim (Compose stays the only
-source of truth) under a key made of every input Compose reads:
+source of truth) under a key made of:
 
-* the bytes of the root file, every ``include:`` (recursively), every ``extends`` file,
-  every service ``env_file``, every extra file (``READINESS_EXTRA_COMPOSE_FILES``) and
-  ``.env``;
-* the value of every environment variable those files name (``$VAR``/``${VAR...}``), and of
-  every ``COMPOSE_*`` and ``DOCKER_*`` variable;
-* the Compose command line, the project directory, and the identity (path, size, mtime) of
-  the ``docker`` CLI and its Compose plugin.
+* the bytes of every file Compose reads for the project (:mod:`readiness.sources`): the
+  root file and the extra files, every ``include:`` (recursively) with its ``env_file`` or
+  the included project's own ``.env``, every ``extends`` file, every service ``env_file``
+  and ``label_file``; the project's ``.env`` and the files ``COMPOSE_ENV_FILES`` names
+  instead; the docker CLI's ``config.json``. A missing file counts as missing, so creating
+  it changes the key;
+* the whole process environment, which Compose inherits: variables named in the files,
+  those it reads implicitly (``environment: [NAME]`` with no value, a bare ``NAME`` line in
+  an env file, ``COMPOSE_*``, ``DOCKER_*``) and ``HOME``, which ``~`` in a path stands for.
+  Only the shell's own bookkeeping (:data:`VOLATILE`: ``_``, ``OLDPWD``, ``SHLVL``) is left
+  out, unless one of those files names it;
+* the Compose command line, the project directory, and the identity (path, size, mtime,
+  ctime, inode) of the ``docker`` CLI, of a standalone ``docker-compose`` on PATH, and of
+  the ``docker-compose`` plugin in every directory the CLI searches, in its order: the
+  ``cliPluginsExtraDirs`` of ``config.json``, ``$DOCKER_CONFIG/cli-plugins`` (or
+  ``~/.docker/cli-plugins``), then the system directories.
 
-Files that only the rendered model names (an ``env_file:`` whose path is itself
-interpolated) are recorded with their hashes and checked on every hit. Any difference means a fresh render. Set
-``READINESS_NO_CACHE=1`` to always render.
+A project with a reference only Compose can resolve (a path with ``$`` in it, a remote
+include or ``extends``, ``develop.watch`` paths, which Compose resolves through symlinks) is
+not cached at all: every task renders it. ``READINESS_NO_CACHE=1`` always renders.
+``tests/test_modelcache.py`` changes each of these inputs and checks that the model follows.
 """
 
 from __future__ import annotations
@@ -32,17 +42,18 @@ from . import fsutil, sources
 from .errors import ToolkitError
 
 CACHE_DIR = ".readiness/cache"
-_VAR = re.compile(rb"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
-_PLUGIN_DIRS = ("~/.docker/cli-plugins", "/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
-                "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+KEY_VERSION = 2
+#: Where the docker CLI looks for plugins after the extra and per-user directories (Linux).
+#: Variables a shell changes by itself between two commands: bash sets ``_`` to the path of
+#: every command it runs, ``cd`` sets OLDPWD, a nested shell SHLVL. Compose reads a variable
+#: it is not told about only through a file that names it, so these count only when one does.
+VOLATILE = ("_", "OLDPWD", "SHLVL")
+SYSTEM_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+                      "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
 
 
 def enabled() -> bool:
     return os.environ.get("READINESS_NO_CACHE", "") in ("", "0")
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _read(path: Path) -> bytes | None:
@@ -52,76 +63,91 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def _tool_identity(argv: tuple[str, ...]) -> list[str]:
-    out = []
-    candidates = [shutil.which(argv[0]) or argv[0]]
-    if len(argv) > 1 and argv[1] == "compose":
-        config = os.environ.get("DOCKER_CONFIG")
-        dirs = ([f"{config}/cli-plugins"] if config else []) + list(_PLUGIN_DIRS)
-        candidates += [os.path.join(os.path.expanduser(d), "docker-compose") for d in dirs]
-    for c in candidates:
-        try:
-            real = os.path.realpath(c)
-            st = os.stat(real)
-            out.append(f"{c}->{real}:{st.st_size}:{st.st_mtime_ns}")
-        except OSError:
-            out.append(f"{c}:absent")
+def docker_config_dir() -> Path:
+    """The docker CLI's configuration directory: ``$DOCKER_CONFIG``, else ``~/.docker``."""
+    return Path(os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker"))
+
+
+def _extra_plugin_dirs(config_json: bytes | None) -> list[str]:
+    try:
+        dirs = json.loads(config_json or b"{}").get("cliPluginsExtraDirs") or []
+    except (ValueError, AttributeError):
+        return []  # the CLI reports a broken config.json itself; its bytes are in the key
+    return [d for d in dirs if isinstance(d, str)] if isinstance(dirs, list) else []
+
+
+def _identity(path: str) -> str:
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError:
+        return f"{path}:absent"
+    return f"{path}->{real}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+
+def _tools(argv: tuple[str, ...], project_dir: Path, extra_dirs: list[str]) -> list[str]:
+    """Identity of every program that may render: the CLI, a standalone binary, each plugin candidate."""
+    out = [_identity(shutil.which(argv[0]) or argv[0]), _identity(shutil.which("docker-compose") or "docker-compose")]
+    plugin_dirs = [*extra_dirs, str(docker_config_dir() / "cli-plugins"), *SYSTEM_PLUGIN_DIRS]
+    out += [_identity(os.path.join(project_dir, d, "docker-compose")) for d in plugin_dirs]  # relative: to the cwd
     return out
 
 
-def key(project_dir: Path, argv: tuple[str, ...], files: list[Path]) -> str:
+def _env_files(project_dir: Path) -> list[Path]:
+    """The project's env files: ``.env``, and those ``COMPOSE_ENV_FILES`` names (relative to the cwd)."""
+    named = [p.strip() for p in os.environ.get("COMPOSE_ENV_FILES", "").split(",") if p.strip()]
+    return [project_dir / ".env", *(project_dir / p for p in named)]
+
+
+def _environment(blobs: list[bytes]) -> list[tuple[str, str]]:
+    """The process environment, without the shell's own bookkeeping unless a file names it."""
+    named = {v for v in VOLATILE
+             if any(re.search(rb"(?<![A-Za-z0-9_])" + re.escape(v.encode()) + rb"(?![A-Za-z0-9_])", b) for b in blobs)}
+    return sorted((k, v) for k, v in os.environ.items() if k not in VOLATILE or k in named)
+
+
+def key(project_dir: Path, argv: tuple[str, ...], files: list[Path]) -> str | None:
+    """The cache key of a render, or None when the project has an input only Compose can resolve."""
+    walked = sources.graph(files, project_dir)
+    if walked.opaque:
+        return None
+    config_json = docker_config_dir() / "config.json"
+    config_data = _read(config_json)
+    inputs = [(s.path, s.data) for s in walked.sources]
+    inputs += [(p.resolve(), _read(p)) for p in _env_files(project_dir)] + [(config_json, config_data)]
     h = hashlib.sha256()
-    h.update(json.dumps([list(argv), str(project_dir), _tool_identity(argv)]).encode())
-    names: set[str] = set()
-    inputs = [(src.path, src.data) for src in sources.walk(files)]
-    env_file = (project_dir / ".env").resolve()
-    for path, data in [*inputs, (env_file, _read(env_file))]:
-        h.update(f"\0{path}\0".encode())
-        h.update(b"<absent>" if data is None else data)
-        if data:
-            names.update(m.decode() for m in _VAR.findall(data))
-    env = {n: os.environ.get(n) for n in names}
-    env.update({k: v for k, v in os.environ.items() if k.startswith(("COMPOSE_", "DOCKER_"))})
-    h.update(json.dumps(sorted(env.items())).encode())
+    h.update(json.dumps([KEY_VERSION, list(argv), str(project_dir),
+                         _tools(argv, project_dir, _extra_plugin_dirs(config_data)),
+                         _environment([data for _, data in inputs if data])]).encode())
+    for path, data in inputs:
+        h.update(f"\0{path}\0{-1 if data is None else len(data)}\0".encode())
+        h.update(data or b"")
     return h.hexdigest()
 
 
-def _dependencies(model_doc: dict[str, Any]) -> dict[str, str | None]:
-    """Files only the rendered model names (``env_file``), with their current hashes."""
-    deps: dict[str, str | None] = {}
-    for spec in (model_doc.get("services") or {}).values():
-        for entry in (spec or {}).get("env_file") or []:
-            path = entry.get("path") if isinstance(entry, dict) else entry
-            if isinstance(path, str):
-                data = _read(Path(path))
-                deps[path] = None if data is None else _sha(data)
-    return deps
-
-
-def get(project_dir: Path, cache_key: str) -> tuple[str, str] | None:
-    """(stdout, stderr) of a render with this key, if every recorded dependency is unchanged."""
-    if not enabled():
+def get(project_dir: Path, cache_key: str | None) -> tuple[str, str] | None:
+    """(stdout, stderr) of a render with this key, if one was kept."""
+    if cache_key is None or not enabled():
         return None
     raw = _read(project_dir / CACHE_DIR / f"{cache_key}.json")
     if raw is None:
         return None
     try:
         entry = json.loads(raw)
-        for path, digest in entry["deps"].items():
-            data = _read(Path(path))
-            if (None if data is None else _sha(data)) != digest:
-                return None
         return entry["stdout"], entry["stderr"]
     except (ValueError, KeyError, TypeError):
         return None
 
 
-def put(project_dir: Path, cache_key: str, stdout: str, stderr: str, model_doc: dict[str, Any]) -> None:
-    """Keep a successful render; a cache that cannot be written is simply not used."""
-    if not enabled():
+def put(project_dir: Path, cache_key: str | None, stdout: str, stderr: str, model_doc: Any = None) -> None:
+    """Keep a successful render; a cache that cannot be written is simply not used.
+
+    ``model_doc`` is accepted for the caller's sake and not needed: every input is in the key.
+    """
+    if cache_key is None or not enabled():
         return
     directory = project_dir / CACHE_DIR
-    entry = json.dumps({"deps": _dependencies(model_doc), "stdout": stdout, "stderr": stderr})
+    entry = json.dumps({"stdout": stdout, "stderr": stderr})
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for old in directory.glob("*.json"):  # one entry per project: the newest render
