@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -238,10 +239,62 @@ def test_plugin_in_cli_plugins_extra_dirs_renders_again(stack, calls, monkeypatc
     (config / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": [str(extra), str(real.parent)]}))
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
     before = web_port(compose.load(stack))
-    wrapper = extra / "docker-compose"
-    wrapper.write_text(f'#!/bin/sh\nWEB_PORT=34567 exec "{real}" "$@"\n')
-    wrapper.chmod(0o755)
+    write_wrapper(extra / "docker-compose", real, "34567")
     assert before != "34567" and web_port(compose.load(stack)) == "34567"
+    (config / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": [str(real.parent)]}))  # config.json counts
+    assert web_port(compose.load(stack)) == before
+
+
+def write_wrapper(path: Path, real: Path | str, port: str) -> None:
+    """A stand-in program: runs the real one with WEB_PORT set (the environment wins over .env)."""
+    path.write_text(f'#!/bin/sh\nWEB_PORT={port} exec "{real}" "$@"\n')
+    path.chmod(0o755)
+
+
+def test_docker_cli_replaced_renders_again(stack, calls, monkeypatch, tmp_path):
+    """Another `docker` on PATH (here a stand-in script running the real one) is another renderer."""
+    real = shutil.which("docker")
+    assert real
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    write_wrapper(bindir / "docker", real, "34571")
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    assert web_port(compose.load(stack)) == "34571"
+    write_wrapper(bindir / "docker", real, "34572")
+    assert web_port(compose.load(stack)) == "34572"
+
+
+def test_plugin_replaced_in_docker_config_renders_again(stack, calls, monkeypatch, tmp_path):
+    real = real_compose_plugin()
+    plugins = tmp_path / "docker-config" / "cli-plugins"
+    plugins.mkdir(parents=True)
+    write_wrapper(plugins / "docker-compose", real, "34573")
+    monkeypatch.setenv("DOCKER_CONFIG", str(plugins.parent))
+    assert web_port(compose.load(stack)) == "34573"
+    write_wrapper(plugins / "docker-compose", real, "34574")
+    assert web_port(compose.load(stack)) == "34574"
+
+
+def test_standalone_docker_compose_replaced_renders_again(stack, calls, monkeypatch, tmp_path):
+    """With no Compose plugin, the toolkit falls back to `docker-compose` on PATH: that binary counts too.
+
+    A docker CLI without the plugin is a stand-in (a script that answers `compose` as the CLI does
+    when the plugin is missing and runs the real CLI otherwise): the plugin may be installed
+    system-wide here, where no test can hide it.
+    """
+    real = real_compose_plugin()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    docker, real_docker = bindir / "docker", shutil.which("docker")
+    docker.write_text('#!/bin/sh\nif [ "$1" = compose ]; then echo "docker: \'compose\' is not a docker command." >&2; '
+                      f'exit 1; fi\nexec "{real_docker}" "$@"\n')
+    docker.chmod(0o755)
+    write_wrapper(bindir / "docker-compose", real, "34575")
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    assert web_port(compose.load(stack)) == "34575"
+    write_wrapper(bindir / "docker-compose", real, "34576")
+    assert web_port(compose.load(stack)) == "34576"
+
 
 
 def test_develop_watch_paths_follow_their_symlinks(stack, calls):
