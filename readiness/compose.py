@@ -405,7 +405,7 @@ def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: 
     return model
 
 
-_PORT_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)[^}:]*\}?:(\d+)(?:/\w+)?$")
+_PORT_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za-z0-9_]*)):(\d+)(?:/\w+)?$")
 
 
 def port_variables(project_dir: Path) -> dict[tuple[str, int], str]:
@@ -419,7 +419,7 @@ def port_variables(project_dir: Path) -> dict[tuple[str, int], str]:
         for entry in spec.get("ports") or []:
             m = _PORT_VAR.search(str(entry)) if isinstance(entry, str) else None
             if m:
-                rendered[(svc, int(m.group(2)))] = m.group(1)
+                rendered[(svc, int(m.group(3)))] = m.group(1) or m.group(2)
     return rendered
 
 

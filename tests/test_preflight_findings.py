@@ -128,7 +128,8 @@ def test_published_port_taken(ready):
         sock.bind(("127.0.0.1", port))
         sock.listen()
         f = only(project, "port.in-use")
-        assert f"127.0.0.1:{port}" in f["message"] and f["service"] == stack.port_service
+        assert f"127.0.0.1:{port} ({stack.port_var}={port})" in f["message"] and f["service"] == stack.port_service
+        assert f["file"] == f".env ({stack.port_var})" and stack.port_var in f["fix"]
     assert findings(project) == (0, [])
 
 
