@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from . import realdb
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 STANDIN_SCRIPT = HERE / "standin.sh"
@@ -159,9 +161,12 @@ def render(root: Path, files: list[Path]) -> dict[str, Any]:
 
 
 def image_kind(image: str) -> str | None:
-    """Which real binary replaces an upstream image (by its repository name), else None."""
+    """Which real binary replaces an upstream image (by its repository name), else None.
+
+    The database tier and the cache (etcd, spilo, haproxy, valkey) come from realdb.py when
+    its images can be had on this machine (see realdb.enabled)."""
     name = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
-    return name if name in ("traefik", "prometheus", "alertmanager") else None
+    return name if name in ("traefik", "prometheus", "alertmanager") else realdb.real_kind(image)
 
 
 def x_readiness(spec: dict[str, Any]) -> dict[str, Any]:
@@ -363,6 +368,7 @@ class Images:
     standin: str
     tls_standin: str
     per_service: dict[str, str]
+    real: dict[str, str] = field(default_factory=dict)  # service -> real-program image (realdb.py)
 
 
 def standin_rootfs(model: dict[str, Any]) -> RootFS:
@@ -428,7 +434,8 @@ def build_images(model: dict[str, Any]) -> Images:
         # The upstream image's default USER is the service's x-readiness.user: carry it in the
         # image, so the override does not need a `user:` key.
         per_service[svc] = build(f"standin-{svc}", None, f"FROM {base}\nUSER {user}\n")
-    return Images(traefik, prometheus, alertmanager, standin, tls_standin, per_service)
+    real = realdb.build_images(model, build, RootFS) if realdb.enabled() else {}
+    return Images(traefik, prometheus, alertmanager, standin, tls_standin, per_service, real)
 
 
 # ------------------------------------------------------------------ host limits
@@ -537,6 +544,9 @@ def make_override(root: Path, model: dict[str, Any], images: Images,
         elif kind == "alertmanager":
             services[svc] = {"image": images.alertmanager,
                              "healthcheck": healthcheck(spec["healthcheck"], None, fast)}
+        elif svc in images.real:
+            # etcd, Spilo, HAProxy, Valkey: shipped entrypoint, command and healthcheck test.
+            services[svc] = realdb.service_override(spec, images.real[svc], fast)
         else:
             services[svc] = {"image": images.per_service[svc],
                              **standin_service(root, svc, spec, svc in one_shot, fast)}

@@ -1,0 +1,280 @@
+"""End-to-end: the database tier and the cache with their real programs (issue #13).
+
+etcd, two Spilo members (Patroni 4 + PostgreSQL 17, behind a stand-in for Spilo's
+configuration step), HAProxy 3.2 and Valkey 8.1 from Debian, each in a local image that
+carries the upstream image's paths, users and entrypoint contract (realdb.py), so the shipped
+``entrypoint``, ``command`` and ``healthcheck`` run unchanged. The tests run after
+test_stack.py on the same stack (conftest orders them) and end with a failover, so they come
+last. From the host, only the ports the stack publishes on 127.0.0.1 are used.
+
+Nothing is mocked. Skipped, with the reason, where the Debian root filesystems can neither be
+found nor built (an error in CI: see rootfs.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import time
+import uuid
+
+import pytest
+import yaml
+
+from . import dbclient as db
+from . import realdb
+from .stack import Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+
+REAL = ("etcd", "spilo-1", "spilo-2", "haproxy", "postgres-init", "valkey")
+TABLE = "readiness_e2e_rows"
+#: Handed from the failover scenario to the rejoin scenario (they run in file order).
+STATE: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _real_programs() -> None:
+    reason = realdb.unavailable_reason()  # raises in CI: there the real tier is required
+    if reason:
+        pytest.skip(reason)
+
+
+def out(res) -> str:
+    return f"exit {res.returncode}\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}"
+
+
+def exec_(stack: Stack, svc: str, *argv: str) -> str:
+    res = stack.compose("exec", "-T", svc, *argv, timeout=60)
+    assert res.returncode == 0, out(res)
+    return res.stdout
+
+
+def proc1(stack: Stack, svc: str) -> tuple[str, str]:
+    """(real uid:gid, command line) of the container's PID 1."""
+    status = exec_(stack, svc, "cat", "/proc/1/status")
+    uid = re.search(r"^Uid:\s+(\d+)", status, re.M).group(1)
+    gid = re.search(r"^Gid:\s+(\d+)", status, re.M).group(1)
+    cmdline = exec_(stack, svc, "cat", "/proc/1/cmdline").replace("\0", " ").strip()
+    return f"{uid}:{gid}", cmdline
+
+
+def member_ip(stack: Stack, member: str) -> str:
+    return exec_(stack, "haproxy", "getent", "hosts", member).split()[0]
+
+
+def replica_has(stack: Stack, member: str, token: str) -> bool:
+    return db.member_psql(stack, member, f"SELECT count(*) FROM {TABLE} WHERE token = '{token}'") == "1"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_real_programs_run_the_shipped_lines(running: Stack):
+    """Only the image (and the probe interval) differs from the shipped services; the real
+    programs run as the upstream images' users with the repository's configuration."""
+    stack = running
+    shipped, swapped = stack.render(with_override=False), stack.render(with_override=True)
+    override = yaml.safe_load(stack.override.read_text())["services"]
+    for svc in REAL:
+        spec, new = shipped["services"][svc], swapped["services"][svc]
+        assert new["image"].startswith("readiness-e2e/real-"), (svc, new["image"])
+        assert set(override[svc]) <= {"image", "healthcheck"}, (svc, override[svc])
+        for key in ("entrypoint", "command", "user", "environment"):
+            assert new.get(key) == spec.get(key), f"{svc}.{key} differs from the shipped value"
+        if "healthcheck" in spec:
+            assert {k: v for k, v in new["healthcheck"].items() if k != "interval"} == \
+                {k: v for k, v in spec["healthcheck"].items() if k != "interval"}, svc
+
+    # The programs themselves, as PID 1 under the upstream images' users.
+    assert re.search(r"etcd Version: 3\.\d+", exec_(stack, "etcd", "/usr/local/bin/etcd", "--version"))
+    assert proc1(stack, "etcd") == ("0:0", "/usr/local/bin/etcd")
+    for member in db.MEMBERS:
+        ids, cmd = proc1(stack, member)
+        assert (ids, cmd) == ("101:103", "/usr/bin/python3 /usr/bin/patroni /run/postgres.yml"), member
+        assert exec_(stack, member, "stat", "-c", "%u:%g", "/home/postgres/pgdata/pgroot").strip() == "101:103"
+    assert re.match(r"PostgreSQL 17\.", db.query(stack, "SELECT version()")[0][0])
+    ids, cmd = proc1(stack, "haproxy")
+    assert ids == "99:99" and cmd.startswith("haproxy -W -db -f /usr/local/etc/haproxy/haproxy.cfg"), (ids, cmd)
+    assert re.search(r"HAProxy version 3\.[1-9]", exec_(stack, "haproxy", "haproxy", "-v"))
+    cfg = exec_(stack, "haproxy", "sha256sum", "/usr/local/etc/haproxy/haproxy.cfg").split()[0]
+    assert cfg == hashlib.sha256((stack.root / "infra/02-postgres/haproxy/haproxy.cfg").read_bytes()).hexdigest()
+    # Valkey: the shipped `sh -c 'exec docker-entrypoint.sh valkey-server ...'` went through the
+    # entrypoint's chown + setpriv: the server is PID 1 as 999:999 and owns its AOF in /data.
+    ids, cmd = proc1(stack, "valkey")
+    assert ids == "999:999" and cmd.startswith("valkey-server "), (ids, cmd)
+    assert exec_(stack, "valkey", "stat", "-c", "%u:%g", "/data/appendonlydir").strip() == "999:999"
+
+
+def test_two_members_and_one_leader(running: Stack):
+    """Patroni elected one leader through etcd; the other member streams from it; HAProxy
+    routes the published port to the leader only."""
+    stack = running
+    doc = db.wait_for("one leader and one streaming replica",
+                      lambda: (d := db.cluster(stack)) and sorted(db.roles(d).values()) ==
+                      [("leader", "running"), ("replica", "streaming")] and d, timeout=120)
+    assert sorted(db.roles(doc)) == list(db.MEMBERS)
+    assert doc["scope"] == shipped_scope(stack)
+    leader = db.leader(stack)
+    replica = next(m for m in db.MEMBERS if m != leader)
+    # The lock lives in the real etcd, under Patroni's namespace and the stack's scope.
+    key = f"/service/{doc['scope']}/leader"
+    assert exec_(stack, "etcd", "/usr/local/bin/etcdctl", "get", key, "--print-value-only").strip() == leader
+    # HAProxy's leader check (HEAD /primary on 8008): leader UP, replica DOWN.
+    assert db.haproxy_servers(stack) == {leader: "UP", replica: "DOWN"}
+    # Through the published port: a writable server, and it is the leader's address.
+    (in_recovery, addr), = db.query(stack, "SELECT pg_is_in_recovery(), host(inet_server_addr())")
+    assert in_recovery is False and addr == member_ip(stack, leader)
+    assert db.member_psql(stack, replica, "SELECT pg_is_in_recovery()") == "t"
+    assert db.query(stack, "SHOW ssl")[0][0] == "on"
+
+
+def shipped_scope(stack: Stack) -> str:
+    return stack.render(with_override=False)["services"]["spilo-1"]["environment"]["SCOPE"]
+
+
+def test_row_written_through_haproxy_is_read_on_the_replica(running: Stack):
+    stack = running
+    token = uuid.uuid4().hex
+    db.query(stack, f"CREATE TABLE IF NOT EXISTS {TABLE} (token text PRIMARY KEY, at timestamptz DEFAULT now())")
+    db.query(stack, f"INSERT INTO {TABLE} (token) VALUES (%s)", (token,))
+    replica = next(m for m in db.MEMBERS if m != db.leader(stack))
+    db.wait_for(f"row {token} on the replica {replica}", lambda: replica_has(stack, replica, token), timeout=30)
+    # A replica is read-only: the same write there is refused.
+    res = stack.compose("exec", "-T", replica, "psql", "-U", "postgres", "-XAtq", "-c",
+                        f"INSERT INTO {TABLE} (token) VALUES ('x')", timeout=60)
+    assert res.returncode != 0 and "read-only transaction" in res.stderr, out(res)
+    # Without TLS the published port is refused (Spilo's pg_hba: hostnossl ... reject).
+    import psycopg
+
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(db.dsn(stack).replace("sslmode=require", "sslmode=disable")).close()
+
+
+def test_postgres_init_created_keycloak_role_and_database_idempotently(running: Stack):
+    """The one-shot ran its shipped SQL through HAProxy against the real leader; a second run
+    exits 0 and leaves the role and the database as they were."""
+    stack = running
+    assert stack.ps()["postgres-init"]["ExitCode"] == 0
+    assert "postgres-init: role and database keycloak are in place" in stack.logs("postgres-init")
+
+    def snapshot() -> list[tuple]:
+        return db.query(stack, """
+            SELECT r.oid::int, r.rolname, r.rolcanlogin, r.rolsuper, d.oid::int, d.datname, pg_get_userbyid(d.datdba)
+              FROM pg_roles r, pg_database d WHERE r.rolname = 'keycloak' AND d.datname = 'keycloak'""")
+
+    before = snapshot()
+    assert len(before) == 1, before
+    assert before[0][1:4] == ("keycloak", True, False) and before[0][5:] == ("keycloak", "keycloak"), before
+    # Keycloak's own login: user keycloak, its secret, database keycloak, through HAProxy.
+    assert db.query(stack, "SELECT current_user, current_database()", user="keycloak",
+                    password_secret="keycloak_db_password", dbname="keycloak") == [("keycloak", "keycloak")]
+
+    again = stack.compose("run", "--rm", "--no-deps", "-T", "postgres-init", timeout=180)
+    assert again.returncode == 0, out(again)
+    assert "role and database keycloak are in place" in again.stdout
+    assert snapshot() == before  # same role and database (same oids, owner, attributes)
+    assert db.query(stack, "SELECT count(*) FROM pg_roles WHERE rolname = 'keycloak'")[0][0] == 1
+    assert db.query(stack, "SELECT current_user", user="keycloak", password_secret="keycloak_db_password",
+                    dbname="keycloak") == [("keycloak",)]
+    # The password never reached the server log (SET log_statement = 'none' in the shipped SQL).
+    pw = db.secret(stack, "keycloak_db_password")
+    leader = db.leader(stack)
+    logs = exec_(stack, leader, "sh", "-c", "cat /home/postgres/pgdata/pgroot/pg_log/*.csv")
+    assert "ALTER ROLE keycloak" not in logs and pw not in logs
+
+
+def test_valkey_rejects_a_client_without_the_password(running: Stack):
+    stack = running
+    port = int(stack.env["VALKEY_PORT"])
+    pw = db.secret(stack, "valkey_password")
+    key = f"e2e:{uuid.uuid4().hex[:8]}"
+    no_auth = db.resp(port, ["PING"], ["SET", key, "x"], ["GET", key])
+    assert all(r.startswith("-NOAUTH") for r in no_auth), no_auth
+    assert db.resp(port, ["AUTH", "not-" + pw])[0].startswith("-WRONGPASS")
+    assert db.resp(port, ["AUTH", pw], ["PING"], ["SET", key, "x"], ["GET", key], ["DEL", key]) == \
+        ["+OK", "+PONG", "+OK", "$x", ":1"]
+    # The shipped healthcheck (REDISCLI_AUTH from the secret, grep PONG) is what made it healthy.
+    health = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .State.Health}}",
+                                        stack.container_id("valkey")], capture_output=True, text=True).stdout)
+    assert health["Status"] == "healthy" and health["Log"][-1]["ExitCode"] == 0
+
+
+def test_leader_stopped_replica_promoted_haproxy_follows_health_names_member(running: Stack):
+    """Stop the leader's container: Patroni promotes the replica, HAProxy sends writes to it,
+    `invoke health` fails naming the stopped member only while the entry point stays green."""
+    stack = running
+    leader = db.wait_for("a leader", lambda: db.leader(stack), timeout=60)
+    replica = next(m for m in db.MEMBERS if m != leader)
+    before = uuid.uuid4().hex
+    db.query(stack, f"INSERT INTO {TABLE} (token) VALUES (%s)", (before,))
+    db.wait_for("the row on the replica", lambda: replica_has(stack, replica, before), timeout=30)
+    STATE["stopped"] = leader
+
+    t0 = time.monotonic()
+    res = stack.compose("stop", leader, timeout=120)
+    assert res.returncode == 0, out(res)
+    db.wait_for(f"{replica} promoted", lambda: db.leader(stack, (replica,)) == replica, timeout=60)
+
+    def write() -> str:
+        token = uuid.uuid4().hex
+        db.query(stack, f"INSERT INTO {TABLE} (token) VALUES (%s)", (token,), connect_timeout=3)
+        return token
+    during = db.wait_for("a write through HAProxy", write, timeout=60)
+    stack.events.append(f"graceful stop of the leader: writes resumed after {time.monotonic() - t0:.1f} s")
+    (in_recovery, addr), = db.query(stack, "SELECT pg_is_in_recovery(), host(inet_server_addr())")
+    assert in_recovery is False and addr == member_ip(stack, replica)
+    assert db.haproxy_servers(stack)[replica] == "UP"
+    assert {t for (t,) in db.query(stack, f"SELECT token FROM {TABLE} WHERE token IN (%s, %s)",
+                                   (before, during))} == {before, during}
+    STATE["written"] = during
+
+    health = stack.invoke("health", "--json", timeout=120)
+    assert health.returncode == 1, out(health)
+    checks = {(c["service"], c["kind"]): c for c in json.loads(health.stdout)["checks"]}
+    failing = {k: c["detail"] for k, c in checks.items() if not c["ok"]}
+    assert set(failing) == {(leader, "container")}, failing
+    assert failing[(leader, "container")].startswith("container exited"), failing
+    assert checks[("haproxy", "container")]["ok"] and checks[("haproxy", "tcp")]["ok"]
+    assert checks[(replica, "container")]["detail"] == "healthy"
+
+
+def test_stopped_member_rejoins_as_replica_under_its_name(running: Stack):
+    """Start the stopped member again, after another container took its old IP: it rejoins as
+    a streaming replica, registered under its Docker DNS name (not a stale IP)."""
+    stack = running
+    member = STATE.get("stopped")
+    if member is None:
+        pytest.skip("needs the failover scenario before it")
+    other = next(m for m in db.MEMBERS if m != member)
+    info = json.loads(subprocess.run(["docker", "inspect", stack.container_id(member)], capture_output=True,
+                                     text=True).stdout)[0]
+    old_ip = next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    # A container that starts while the member is down takes the address it had (Docker
+    # hands out the lowest free one): Spilo's default connect_address would now point at it.
+    grab = subprocess.run(["docker", "run", "-d", "--rm", "--network", stack.db_network, "--entrypoint", "sleep",
+                           info["Config"]["Image"], "300"], capture_output=True, text=True)
+    assert grab.returncode == 0, grab.stderr
+    grabber = grab.stdout.strip()
+    try:
+        started = stack.compose("start", member, timeout=120)
+        assert started.returncode == 0, out(started)
+        doc = db.wait_for(f"{member} streaming from {other}",
+                          lambda: (d := db.cluster(stack, (other,))) and db.roles(d) ==
+                          {other: ("leader", "running"), member: ("replica", "streaming")} and d, timeout=120)
+        entry = next(m for m in doc["members"] if m["name"] == member)
+        assert (entry["host"], entry["api_url"]) == (member, f"http://{member}:8008/patroni"), entry
+        new_ip = member_ip(stack, member)
+        grabbed = json.loads(subprocess.run(["docker", "inspect", grabber], capture_output=True, text=True).stdout)
+        grabbed_ip = next(iter(grabbed[0]["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        stack.events.append(f"{member}: address {old_ip} -> {new_ip} (helper container got {grabbed_ip})")
+        # The rows written before and during the failover are on the rejoined replica.
+        db.wait_for("rows on the rejoined replica",
+                    lambda: replica_has(stack, member, STATE["written"]), timeout=60)
+        assert db.haproxy_servers(stack) == {other: "UP", member: "DOWN"}
+    finally:
+        subprocess.run(["docker", "rm", "-f", grabber], capture_output=True)
+    res = stack.invoke("health", "--wait", "--timeout", "120", timeout=180)
+    assert res.returncode == 0, out(res)
