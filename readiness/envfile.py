@@ -365,19 +365,22 @@ def ensure(env_path: Path, example_path: Path) -> EnvResult:
     example = parse_text(decode(example_data), example_path)
     raise_on_errors(example)
     target = _target(env_path)
-    if not target.exists():
-        created = fsutil.create_exclusive(target, example_data, 0o600)
-        if created:
-            return EnvResult(True, example.keys())
     for _ in range(5):  # another writer changed .env while we worked: start again from its new bytes
-        original = _read_bytes(target) or b""
+        original = _read_bytes(target)
+        if original is None:
+            if fsutil.create_exclusive(target, example_data, 0o600):
+                return EnvResult(True, example.keys())
+            continue  # created by a concurrent run meanwhile: extend that one
         current = parse_text(decode(original), env_path)
         raise_on_errors(current)
         groups = _missing_groups(current, example, example_path)
         if not groups:
             return EnvResult(False, [])
         data = _appended(original, current, example, groups, env_path)
-        st = target.stat()
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            continue
         if _read_bytes(target) != original:
             continue
         fsutil.atomic_write(target, data, stat.S_IMODE(st.st_mode), owner=(st.st_uid, st.st_gid))
