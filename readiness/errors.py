@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import errno
+import os
 
 
 class ToolkitError(Exception):
@@ -33,6 +34,14 @@ class ToolkitError(Exception):
         return self.render()
 
 
+def take_back(path: str | object) -> str:
+    """How the user gets a file back that an earlier ``sudo`` run left owned by root."""
+    uid, gid = os.getuid(), os.getgid()
+    return (f"the current user may not change {path}: if an earlier `sudo` run left it owned by root, take it back "
+            f"once with `sudo chown -R {uid}:{gid} {path}` (or, on a rootful engine, without sudo: `docker run "
+            f"--rm -v {path}:/d busybox:1.37.0 chown -R {uid}:{gid} /d`); never run the toolkit itself with sudo")
+
+
 def from_oserror(exc: OSError) -> ToolkitError:
     """An ``OSError`` as what/where/fix: the path, the reason, and the usual way out.
 
@@ -42,9 +51,7 @@ def from_oserror(exc: OSError) -> ToolkitError:
     path = exc.filename or ""
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.EACCES, errno.EPERM):
-        fix = (f"the current user may not change {path}. If an earlier `sudo` run left it owned by root, take it "
-               f"back once with `sudo chown -R $(id -u):$(id -g) {path}`; never run the toolkit itself with sudo"
-               ) if path else "check the permissions of the files named above"
+        fix = take_back(path) if path else "check the permissions of the files named above"
     elif exc.errno == errno.ENOSPC:
         fix = "free disk space, then run again"
     elif exc.errno == errno.EROFS:

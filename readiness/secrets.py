@@ -33,7 +33,7 @@ from . import engine as enginelib
 from . import fsutil, runner
 from .compose import Model
 from .engine import Engine
-from .errors import ToolkitError
+from .errors import ToolkitError, take_back
 
 SYMBOLS = "@%+=_-.:~^,"
 CHARSETS = {
@@ -191,8 +191,7 @@ def _ensure_mode(path: Path, mode: int, changes: list[Change]) -> None:
         try:
             os.chmod(path, mode)
         except OSError as exc:
-            raise ToolkitError(f"cannot chmod {path}: {exc.strerror}", where=str(path),
-                               fix=f"sudo chmod {mode:o} {path}") from None
+            raise ToolkitError(f"cannot chmod {path}: {exc.strerror}", where=str(path), fix=take_back(path)) from None
         changes.append(Change(path, f"mode {current:04o} -> {mode:04o}"))
 
 

@@ -181,7 +181,8 @@ def test_a_listener_below_1024_is_taken_for_a_non_root_user(docker):
     image = ensure_helper_image()
     port = 999
     name = f"readiness-low-port-{os.getpid()}"
-    started = subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:80", image,
+    started = subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:80",
+                              "--entrypoint", "/bin/sh", image,
                               "-c", "exec nc -lk -p 80 -e true"], capture_output=True, text=True, timeout=120)
     if started.returncode != 0 and "privileged port" in started.stderr:
         pytest.skip("this engine cannot publish ports below 1024 either (rootless)")

@@ -103,7 +103,7 @@ def test_the_task_class_turns_every_ending_into_a_paragraph(capsys):
 
 
 def test_oserrors_get_a_fix_for_their_cause():
-    cases = {errno.EACCES: "sudo chown -R $(id -u):$(id -g) /p", errno.ENOSPC: "free disk space",
+    cases = {errno.EACCES: f"sudo chown -R {os.getuid()}:{os.getgid()} /p", errno.ENOSPC: "free disk space",
              errno.EROFS: "read-only", errno.ENOLCK: "file locks"}
     for code, needle in cases.items():
         err = from_oserror(OSError(code, "x", "/p"))
