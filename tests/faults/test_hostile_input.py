@@ -17,6 +17,7 @@ many examples each property gets.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -29,6 +30,7 @@ from conftest import clean_env  # tests/conftest.py
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from readiness import engine as enginelib
 from readiness import envfile, findings, preflight
 from readiness import secrets as secretslib
 from readiness.compose import Model
@@ -355,6 +357,12 @@ odd_x = st.fixed_dictionaries({}, optional={
 })
 
 
+@functools.cache
+def engine() -> enginelib.Engine:
+    """The real engine's facts (secret modes depend on them), asked once."""
+    return enginelib.info()
+
+
 def names_outcome(r, root: Path, secret: str, service: str, x: dict, user) -> tuple[str, ...]:
     """specs -> ensure (writes the file, named after the secret) -> check_secrets, as text."""
     rendered = {
@@ -367,7 +375,7 @@ def names_outcome(r, root: Path, secret: str, service: str, x: dict, user) -> tu
     try:
         specs = secretslib.specs(model)
         r.check([s.name for s in specs] == [secret], "the secret's spec carries its name", specs)
-        changes = secretslib.ensure(model)
+        changes = secretslib.ensure(model, engine())
         found = preflight.check_secrets(model, preflight.Facts())
     except ToolkitError as exc:
         r.check(exc.message and exc.fix, "a refusal is a ToolkitError with a message and a fix", exc.render())
