@@ -180,7 +180,7 @@ class PullProgress:
 
     def _maybe_report(self, svc: str, pull: _Pull) -> None:
         now = time.monotonic()
-        if now - self.last_report.get(svc, 0) < 2.0:
+        if now - self.last_report.get(svc, 0) < 2.0 or not pull.current:
             return
         self.last_report[svc] = now
         rate = pull.current / max(now - pull.started, 0.001)
@@ -313,6 +313,7 @@ class WaitProgress:
         self.started = self.last_line = time.monotonic()
 
     def update(self, states: dict[str, dict]) -> None:
+        """New states: one line per service whose state changed."""
         for svc in sorted(self.model.services):
             word = _state_word(self.model, svc, states.get(svc))
             if self.seen.get(svc) != word and word != "not created":
@@ -321,19 +322,57 @@ class WaitProgress:
                 self.say(f"{svc}: {word}", style)
                 self.last_line = time.monotonic()
             self.seen[svc] = word
-        if time.monotonic() - self.last_line >= HEARTBEAT_SECONDS:
-            pending = [f"{s} ({w})" for s, w in sorted(self.seen.items()) if not self._ready(s, w)]
-            ready = len(self.seen) - len(pending)
-            elapsed = time.monotonic() - self.started
-            self.say(f"{ready} of {len(self.seen)} services ready after {elapsed:.0f} s; waiting for "
-                     f"{', '.join(pending) or '-'}", None)
-            self.last_line = time.monotonic()
+        self.tick()
+
+    def tick(self) -> None:
+        """A summary line when nothing was printed for a while (called often, whatever the engine does)."""
+        if time.monotonic() - self.last_line < HEARTBEAT_SECONDS:
+            return
+        pending = [f"{s} ({w})" for s, w in sorted(self.seen.items()) if not self._ready(s, w)]
+        ready = len(self.seen) - len(pending)
+        elapsed = time.monotonic() - self.started
+        self.say(f"{ready} of {len(self.model.services)} services ready after {elapsed:.0f} s; waiting for "
+                 f"{', '.join(pending) or 'the first containers'}", None)
+        self.last_line = time.monotonic()
 
     def _has_check(self, svc: str) -> bool:
         return bool((self.model.services[svc].get("healthcheck") or {}).get("test"))
 
     def _ready(self, svc: str, word: str) -> bool:
         return word in _GOOD or (word == "running" and not self._has_check(svc))
+
+
+class StatePoller:
+    """``compose ps`` in a background thread, so that a busy engine (a slow ``ps`` while it
+    creates containers) never delays the progress lines."""
+
+    def __init__(self, model: Model, every: float = POLL_SECONDS) -> None:
+        import threading
+
+        self.model, self.every = model, every
+        self.latest: dict[str, dict] | None = None
+        self._fresh = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            states = _states(self.model)
+            with self._lock:
+                self.latest, self._fresh = states, True
+            self._stop.wait(self.every)
+
+    def take(self) -> dict[str, dict] | None:
+        """The newest states, once (None when nothing new arrived since the last call)."""
+        with self._lock:
+            fresh, self._fresh = self._fresh, False
+            return self.latest if fresh else None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
 
 
 def started_services(before: dict[str, dict], after: dict[str, dict]) -> set[str]:
@@ -369,19 +408,23 @@ def _start_and_wait(model: Model, engine: enginelib.Engine, timeout: int) -> set
                     extra=compat_files(model, engine))
     progress = WaitProgress(model, lambda text, style: out.say("up", text, style))
     deadline = time.monotonic() + timeout + 300  # Compose enforces --wait-timeout; this only guards a hang
-    with runner.Lines(args, cwd=model.project_dir) as proc:
-        next_poll = 0.0
-        while True:
-            finished, _ = proc.next(timeout=0.25)
-            if finished:
-                break
-            if time.monotonic() >= next_poll:
-                progress.update(_states(model))
-                next_poll = time.monotonic() + POLL_SECONDS
-            if time.monotonic() > deadline:
-                proc.close()
-                break
-        res = proc.result()
+    poller = StatePoller(model)
+    try:
+        with runner.Lines(args, cwd=model.project_dir) as proc:
+            while True:
+                finished, _ = proc.next(timeout=0.25)
+                if finished:
+                    break
+                states = poller.take()
+                if states is not None:
+                    progress.update(states)
+                progress.tick()
+                if time.monotonic() > deadline:
+                    proc.close()
+                    break
+            res = proc.result()
+    finally:
+        poller.stop()
     after = _states(model)
     progress.update(after)
     if res.ok:

@@ -126,6 +126,7 @@ def test_slow_registry_cold_boot_waits_for_the_pull_and_reports_progress(pulled)
     finally:
         proxy.rate = None
     text = "\n".join(f"{t:7.1f} {line}" for t, line in lines)
+    print(text)  # shown by pytest when an assertion below fails
     assert code == 0, text
     stack.booted = True
     pulled_bytes = proxy.bytes - before
