@@ -200,16 +200,23 @@ class PullProgress:
         self.last_line = time.monotonic()
 
     def failed(self) -> list[_Pull]:
+        """Pulls that reported an error or never reported success."""
         return [p for p in self.pulls.values() if p.state != "done"]
 
 
 def pull(model: Model, wanted: list[Image]) -> list[Image]:
-    """Pull ``wanted`` with live progress and retries; raises naming every image that failed."""
+    """Pull ``wanted`` with live progress and retries; raises naming every image that failed.
+
+    Whether an image arrived is asked of the engine afterwards (the JSON events only give the
+    reasons): an image is retried, up to ``PULL_ATTEMPTS`` times, only when its error looks
+    transient; every other failure is final at once.
+    """
     if not wanted:
         return []
     out = output.current()
     out.say("up", f"pulling {len(wanted)} image(s) the engine does not have: {', '.join(i.ref for i in wanted)}")
-    todo, failures = list(wanted), []
+    todo: list[Image] = list(wanted)
+    final: list[tuple[Image, str]] = []
     for attempt in range(1, PULL_ATTEMPTS + 1):
         progress = PullProgress(todo, lambda text: out.say("pull", text))
         services = [img.services[0] for img in todo]
@@ -223,20 +230,24 @@ def pull(model: Model, wanted: list[Image]) -> list[Image]:
                     progress.event(line)
                 progress.tick()
             res = proc.result()
-        failures = progress.failed()
-        if not res.ok and not failures:  # compose itself failed (engine gone, bad flags)
+        reasons = {p.image.ref: p.error for p in progress.pulls.values() if p.error}
+        still = missing_images(todo)
+        if still and not reasons and not res.ok:  # compose itself failed (engine gone, bad flags)
             raise ToolkitError(f"docker compose pull failed: {(res.stdout.strip().splitlines() or ['?'])[-1]}",
                                fix=engine_hint(res.stdout) or "see the message above")
-        retry = [p.image for p in failures if _TRANSIENT.search(p.error)]
-        if not retry or attempt == PULL_ATTEMPTS:
+        retry = [img for img in still if _TRANSIENT.search(reasons.get(img.ref, ""))]
+        final += [(img, reasons.get(img.ref) or "not pulled") for img in still if img not in retry]
+        if not retry:
+            break
+        if attempt == PULL_ATTEMPTS:
+            final += [(img, reasons[img.ref]) for img in retry]
             break
         out.say("pull", f"transient error, retrying {len(retry)} image(s) in {2 * attempt} s "
                         f"(attempt {attempt + 1} of {PULL_ATTEMPTS})")
         time.sleep(2 * attempt)
         todo = retry
-        failures = [p for p in failures if p.image not in retry]
-    if failures:
-        raise pull_error([(p.image, p.error or "not pulled") for p in failures])
+    if final:
+        raise pull_error(final)
     return wanted
 
 
