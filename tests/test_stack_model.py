@@ -4,14 +4,25 @@ For every service: a pinned image, a healthcheck (one-shots excepted), host port
 127.0.0.1 by default, no plaintext credential in ``environment``, every container-shell
 ``$`` escaped. Alertmanager reads exactly ``smtp_password`` and ``slack_webhook``
 (REQ-BOOT-003, STORY-03, REQ-PRD-FUN-03); Spilo's passwords come only from the two Patroni
-secrets (REQ-BOOT-001, REQ-PRD-FUN-06). Also the least-exposure rules of issue #6.
+secrets (REQ-BOOT-001, REQ-PRD-FUN-06). Also the least-exposure rules of issue #6 and the
+least-privilege rules of issue #14: ``no-new-privileges`` everywhere, ``cap_drop: [ALL]`` with
+only the pinned capabilities added back, each with its reason beside it, read-only root
+filesystems (a documented tmpfs per path the image writes), no credential-shaped key in
+``environment``, and the Docker socket held only by the read-only API proxy.
+
+Each least-privilege rule is a function of the model (and of the comments of the compose
+files, where a reason is required) returning one message per offending service; its test
+runs it on the shipped stack (no message) and on a copy broken on purpose (a message naming
+the broken service), so that a rule that can no longer fail is noticed.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, copy_repo, require_tool, run_invoke
@@ -19,9 +30,31 @@ from conftest import REPO, copy_repo, require_tool, run_invoke
 from readiness import compose, envfile, health, preflight
 from readiness import secrets as secretslib
 
-CREDENTIAL_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|CREDENTIAL", re.I)
-#: Names that match CREDENTIAL_KEY but hold no secret.
-NOT_CREDENTIALS = {"ETCD_INITIAL_CLUSTER_TOKEN": "etcd's cluster id, guards against joining the wrong cluster"}
+CREDENTIAL_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
+#: A key a secret scanner reads as a credential whatever its value (issue #14, item 5): it
+#: *ends* with one of these words. ``..._PASSWORD_FILE: /run/secrets/...`` does not.
+CREDENTIAL_SHAPED_KEY = re.compile(r"(TOKEN|PASSWORD|PASSWD|PASS|SECRET|KEY|CREDENTIALS?)$", re.I)
+
+#: Capabilities each service adds back after ``cap_drop: [ALL]``; the reason for each one is
+#: the comment beside it in the compose file. Pinned here so that a new one is a deliberate,
+#: reviewed change.
+CAP_ADD = {
+    "traefik": {"DAC_OVERRIDE"},
+    "spilo-1": {"CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"},
+    "spilo-2": {"CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"},
+    "valkey": {"CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"},
+}
+#: Services that keep Docker's default capability set (no ``cap_drop: [ALL]``), each with its
+#: reason; issue #14 allows two at most. None needs it today.
+KEEP_DEFAULT_CAPS: dict[str, str] = {}
+#: Services whose image writes beside its own files at run time, so no read-only root.
+WRITABLE_ROOT = {
+    "keycloak": "kc.sh start re-augments into /opt/keycloak/lib",
+    "opensearch": "the demo security installer writes into /usr/share/opensearch/config",
+}
+#: The only service that may hold the Docker socket: the read-only API proxy of 01-gateway.
+SOCKET_PROXY = "docker-proxy"
+SOCKET = "/var/run/docker.sock"
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +73,8 @@ def one_shots(model):
 
 def test_stack_has_the_core_services(stack):
     _, model = stack
-    expected = {"traefik", "etcd", "spilo-1", "spilo-2", "haproxy", "postgres-init", "keycloak", "minio",
-                "opensearch", "prometheus", "alertmanager", "grafana", "loki", "valkey"}
+    expected = {"traefik", "docker-proxy", "etcd", "spilo-1", "spilo-2", "haproxy", "postgres-init", "keycloak",
+                "minio", "opensearch", "prometheus", "alertmanager", "grafana", "loki", "valkey"}
     assert set(model.services) == expected
     assert model.name == "infra-core"
 
@@ -86,7 +119,7 @@ def test_no_plaintext_credential_in_environment(stack):
             value = "" if value is None else str(value)
             for secret in values:
                 assert secret not in value, f"{svc}: {key} carries a secret value"
-            if CREDENTIAL_KEY.search(key) and key not in NOT_CREDENTIALS:
+            if CREDENTIAL_KEY.search(key):
                 assert key.endswith(("_FILE", "__FILE")) and value.startswith("/run/secrets/"), (svc, key, value)
 
 
@@ -196,3 +229,266 @@ def test_secrets_are_file_backed_under_secrets_dir(stack):
     root, model = stack
     for name, spec in model.secrets.items():
         assert Path(spec["file"]).is_relative_to(root / "secrets"), name
+
+
+# --- least privilege (issue #14) -------------------------------------------------------------
+
+#: Keys whose reasons are read from the compose files' comments.
+_NOTED_KEYS = {"cap_add", "cap_drop", "tmpfs", "read_only", "security_opt"}
+
+
+class Notes:
+    """The reasons written beside some keys of the compose files, as comments.
+
+    A reason is the line's own comment or, failing that, the comment lines right above it.
+    Read per *block*: a service, or a top-level ``x-`` block whose anchor services merge
+    (``<<: *spilo-member``), so a key inherited from an anchor finds its reason there.
+    """
+
+    def __init__(self, texts: list[str]) -> None:
+        self.keys: dict[tuple[str, str], str] = {}
+        self.items: dict[tuple[str, str, str], str] = {}
+        self.merges: dict[str, str] = {}
+        for text in texts:
+            self._scan(text)
+
+    def _scan(self, text: str) -> None:
+        anchors: dict[str, str] = {}
+        top = block = None
+        keys: list[tuple[int, str]] = []  # (indent, key) of the current block, innermost last
+        pending: list[str] = []
+        for line in text.splitlines():
+            stripped = line.strip()
+            if not stripped:
+                pending = []
+                continue
+            if stripped.startswith("#"):
+                pending.append(stripped.lstrip("#").strip())
+                continue
+            indent = len(line) - len(line.lstrip())
+            m = re.search(r"\s#\s?(.*)$", line)
+            reason = (m.group(1).strip() if m else "") or " ".join(pending)
+            code = line[:m.start()].strip() if m else stripped
+            pending = []
+            if indent == 0:
+                top = code.split(":", 1)[0]
+                block = top if top.startswith("x-") else None
+                keys = []
+                anchor = re.search(r"&(\S+)", code)
+                if anchor:
+                    anchors[anchor.group(1)] = top
+                continue
+            if top == "services" and indent == 2 and code.endswith(":"):
+                block, keys = code[:-1], []
+                continue
+            if block is None:
+                continue
+            key = re.match(r"([\w.<-]+):(?:\s+(.*))?$", code)
+            if key and not code.startswith("- "):
+                keys = [(i, k) for i, k in keys if i < indent] + [(indent, key.group(1))]
+                if key.group(1) == "<<" and (key.group(2) or "")[1:] in anchors:  # a top-level x- block
+                    self.merges[block] = anchors[key.group(2)[1:]]
+                if key.group(1) in _NOTED_KEYS:
+                    self.keys[(block, key.group(1))] = reason
+            elif code.startswith("- "):
+                owner = [k for i, k in keys if i <= indent]
+                if owner and owner[-1] in _NOTED_KEYS:
+                    self.items[(block, owner[-1], code[2:].strip().strip("\"'"))] = reason
+
+    def _blocks(self, service: str) -> list[str]:
+        return [service] + ([self.merges[service]] if service in self.merges else [])
+
+    def key_reason(self, service: str, key: str) -> str:
+        return next((self.keys[(b, key)] for b in self._blocks(service) if self.keys.get((b, key))), "")
+
+    def item_reason(self, service: str, key: str, item: str) -> str:
+        return next((self.items[(b, key, i)] for b in self._blocks(service) for i in (item, f"CAP_{item}")
+                     if self.items.get((b, key, i))), "")
+
+
+def compose_texts(root: Path) -> list[str]:
+    files = [root / "docker-compose.yml", *sorted(root.glob("infra/*/docker-compose.yml"))]
+    return [f.read_text() for f in files]
+
+
+def _caps(values: list[str] | None) -> set[str]:
+    return {str(c).upper().removeprefix("CAP_") for c in values or []}
+
+
+def no_new_privileges_problems(services: dict[str, dict[str, Any]]) -> list[str]:
+    """Every service: ``security_opt: [no-new-privileges:true]`` (no setuid binary can raise
+    a process's privileges)."""
+    return [f"{svc}: no `security_opt: [no-new-privileges:true]`" for svc, spec in sorted(services.items())
+            if "no-new-privileges:true" not in (spec.get("security_opt") or [])]
+
+
+def capability_problems(services: dict[str, dict[str, Any]], notes: Notes) -> list[str]:
+    """Every service drops every capability and adds back exactly its pinned ones (CAP_ADD),
+    each with a reason beside it; at most two services may keep Docker's defaults, with one."""
+    out = []
+    if len(KEEP_DEFAULT_CAPS) > 2:
+        out.append(f"{len(KEEP_DEFAULT_CAPS)} services keep Docker's default capabilities (2 at most)")
+    for svc, spec in sorted(services.items()):
+        if svc in KEEP_DEFAULT_CAPS:
+            if spec.get("cap_drop") or spec.get("cap_add") or not notes.key_reason(svc, "security_opt"):
+                out.append(f"{svc}: keeps Docker's defaults only with no cap_drop/cap_add and its reason beside it")
+            continue
+        if "ALL" not in _caps(spec.get("cap_drop")):
+            out.append(f"{svc}: keeps Docker's default capabilities (no `cap_drop: [ALL]`)")
+        added, want = _caps(spec.get("cap_add")), CAP_ADD.get(svc, set())
+        if added != want:
+            out.append(f"{svc}: cap_add {sorted(added)} is not its reviewed set {sorted(want)} (CAP_ADD)")
+        out += [f"{svc}: cap_add {cap} has no reason beside it" for cap in sorted(added)
+                if not notes.item_reason(svc, "cap_add", cap)]
+    return out
+
+
+def root_filesystem_problems(services: dict[str, dict[str, Any]], notes: Notes) -> list[str]:
+    """``read_only: true`` unless the image writes beside its own files (WRITABLE_ROOT, then
+    ``read_only: false`` with its reason); every tmpfs path with the reason the image writes there."""
+    out = []
+    for svc, spec in sorted(services.items()):
+        if svc in WRITABLE_ROOT:
+            # (Compose renders `read_only: false` by leaving the key out.)
+            if spec.get("read_only") or not notes.key_reason(svc, "read_only"):
+                out.append(f"{svc}: a writable root filesystem needs `read_only: false` with its reason beside it")
+        elif spec.get("read_only") is not True:
+            out.append(f"{svc}: writable root filesystem (set `read_only: true`, with a tmpfs for each path "
+                       "the image writes)")
+        for entry in spec.get("tmpfs") or []:
+            if not notes.item_reason(svc, "tmpfs", str(entry)):
+                out.append(f"{svc}: tmpfs {str(entry).split(':')[0]} has no reason beside it")
+    return out
+
+
+def docker_socket_problems(services: dict[str, dict[str, Any]], networks: dict[str, dict[str, Any]]) -> list[str]:
+    """Only the API proxy holds the socket (read-only), on internal networks it shares with
+    Traefik alone, publishes nothing, and Traefik's Docker provider points at it."""
+    out = []
+    for svc, spec in sorted(services.items()):
+        for vol in spec.get("volumes") or []:
+            if vol.get("source") == SOCKET and svc != SOCKET_PROXY:
+                out.append(f"{svc} mounts the Docker socket ({SOCKET}): only {SOCKET_PROXY} may")
+    proxy = services.get(SOCKET_PROXY)
+    if proxy is None:
+        return out + [f"no {SOCKET_PROXY} service: Traefik's Docker provider needs the read-only API proxy"]
+    mounts = [v for v in proxy.get("volumes") or [] if v.get("source") == SOCKET]
+    if not mounts or not all(v.get("read_only") for v in mounts):
+        out.append(f"{SOCKET_PROXY}: must mount {SOCKET} read-only")
+    if proxy.get("ports"):
+        out.append(f"{SOCKET_PROXY}: publishes a port")
+    proxy_nets = set(proxy.get("networks") or {})
+    out += [f"{SOCKET_PROXY}: network {net} is not internal" for net in sorted(proxy_nets)
+            if not networks.get(net, {}).get("internal")]
+    for svc, spec in sorted(services.items()):
+        if svc not in (SOCKET_PROXY, "traefik") and proxy_nets & set(spec.get("networks") or {}):
+            out.append(f"{svc}: joins {SOCKET_PROXY}'s network {sorted(proxy_nets & set(spec['networks']))} "
+                       "(only Traefik may reach the Docker API)")
+    traefik = services.get("traefik", {})
+    if f"--providers.docker.endpoint=tcp://{SOCKET_PROXY}:2375" not in (traefik.get("command") or []):
+        out.append(f"traefik: --providers.docker.endpoint is not tcp://{SOCKET_PROXY}:2375")
+    if not proxy_nets & set(traefik.get("networks") or {}):
+        out.append(f"traefik: shares no network with {SOCKET_PROXY}")
+    return out
+
+
+def credential_key_problems(services: dict[str, dict[str, Any]]) -> list[str]:
+    """No ``environment`` key a secret scanner reads as a credential (ends in TOKEN, PASSWORD,
+    SECRET, KEY, ...), whatever its value: a scanner cannot tell a harmless one."""
+    return [f"{svc}: environment key {key} looks like a credential (use a *_FILE secret or a command flag)"
+            for svc, spec in sorted(services.items()) for key in sorted(spec.get("environment") or {})
+            if CREDENTIAL_SHAPED_KEY.search(key)]
+
+
+@pytest.fixture(scope="module")
+def notes(stack):
+    root, _ = stack
+    return Notes(compose_texts(root))
+
+
+def broken(model, service: str, **changes: Any) -> dict[str, dict[str, Any]]:
+    """A deep copy of the model's services with ``changes`` applied to ``service`` (None deletes)."""
+    services = copy.deepcopy(model.services)
+    for key, value in changes.items():
+        if value is None:
+            services[service].pop(key, None)
+        else:
+            services[service][key] = value
+    return services
+
+
+def test_every_service_has_no_new_privileges(stack):
+    _, model = stack
+    assert no_new_privileges_problems(model.services) == []
+    assert no_new_privileges_problems(broken(model, "grafana", security_opt=None)) == \
+        ["grafana: no `security_opt: [no-new-privileges:true]`"]
+    assert no_new_privileges_problems(broken(model, "loki", security_opt=["no-new-privileges:false"])) == \
+        ["loki: no `security_opt: [no-new-privileges:true]`"]
+
+
+def test_every_service_drops_all_capabilities_and_adds_back_only_its_reviewed_ones(stack, notes):
+    _, model = stack
+    assert capability_problems(model.services, notes) == []
+    assert not KEEP_DEFAULT_CAPS, "a service keeps Docker's defaults: say why in KEEP_DEFAULT_CAPS and the file"
+    # Each rule bites, naming the service.
+    assert capability_problems(broken(model, "minio", cap_drop=None), notes) == \
+        ["minio: keeps Docker's default capabilities (no `cap_drop: [ALL]`)"]
+    assert capability_problems(broken(model, "loki", cap_add=["NET_RAW"]), notes) == \
+        ["loki: cap_add ['NET_RAW'] is not its reviewed set [] (CAP_ADD)",
+         "loki: cap_add NET_RAW has no reason beside it"]
+    root, _ = stack
+    texts = [re.sub(r"(- DAC_OVERRIDE)\s+#.*", r"\1", t) if "valkey-server" in t else t for t in compose_texts(root)]
+    assert capability_problems(model.services, Notes(texts)) == ["valkey: cap_add DAC_OVERRIDE has no reason beside it"]
+    # Inherited from the Spilo anchor: the reason is found there, for both members.
+    assert notes.item_reason("spilo-2", "cap_add", "KILL")
+
+
+def test_root_filesystems_are_read_only_where_the_image_allows(stack, notes):
+    _, model = stack
+    assert root_filesystem_problems(model.services, notes) == []
+    assert root_filesystem_problems(broken(model, "prometheus", read_only=None), notes) == \
+        ["prometheus: writable root filesystem (set `read_only: true`, with a tmpfs for each path the image writes)"]
+    assert root_filesystem_problems(broken(model, "loki", tmpfs=["/scratch"]), notes) == \
+        ["loki: tmpfs /scratch has no reason beside it"]
+    root, _ = stack
+    assert root_filesystem_problems(broken(model, "keycloak", read_only=True), notes) == \
+        ["keycloak: a writable root filesystem needs `read_only: false` with its reason beside it"]
+    unexplained = [re.sub(r"(\n[ ]*#[^\n]*)+\n([ ]*read_only: false)", r"\n\2", t) for t in compose_texts(root)]
+    assert root_filesystem_problems(model.services, Notes(unexplained)) == \
+        [f"{svc}: a writable root filesystem needs `read_only: false` with its reason beside it"
+         for svc in ("keycloak", "opensearch")]
+    # Every tmpfs the stack declares has its reason (the one that says where the image writes).
+    assert notes.item_reason("grafana", "tmpfs", "/tmp") and notes.item_reason("spilo-1", "tmpfs", "/run")
+
+
+def test_only_the_read_only_api_proxy_holds_the_docker_socket(stack):
+    _, model = stack
+    assert docker_socket_problems(model.services, model.networks) == []
+    socket = next(v for v in model.services[SOCKET_PROXY]["volumes"] if v["source"] == SOCKET)
+    traefik = model.services["traefik"]
+    with_socket = broken(model, "traefik", volumes=[*traefik.get("volumes", []), socket])
+    assert docker_socket_problems(with_socket, model.networks) == \
+        [f"traefik mounts the Docker socket ({SOCKET}): only {SOCKET_PROXY} may"]
+    nets = {**model.services["grafana"]["networks"], **model.services[SOCKET_PROXY]["networks"]}
+    problems = docker_socket_problems(broken(model, "grafana", networks=nets), model.networks)
+    assert len(problems) == 1 and problems[0].startswith("grafana: joins docker-proxy's network"), problems
+    command = [a for a in traefik["command"] if not a.startswith("--providers.docker.endpoint")]
+    assert docker_socket_problems(broken(model, "traefik", command=command), model.networks) == \
+        [f"traefik: --providers.docker.endpoint is not tcp://{SOCKET_PROXY}:2375"]
+    # The proxy's configuration is the allow-list the e2e suite tests with a refused write.
+    cfg = (REPO / "infra/01-gateway/docker-proxy/haproxy.cfg").read_text()
+    assert "http-request deny deny_status 403 unless read_method allowed_path" in cfg
+    assert "acl read_method method GET HEAD" in cfg
+
+
+def test_no_credential_shaped_key_in_environment(stack):
+    _, model = stack
+    assert credential_key_problems(model.services) == []
+    env = {**model.services["etcd"]["environment"], "ETCD_INITIAL_CLUSTER_TOKEN": "infra-core-etcd"}
+    assert credential_key_problems(broken(model, "etcd", environment=env)) == \
+        ["etcd: environment key ETCD_INITIAL_CLUSTER_TOKEN looks like a credential "
+         "(use a *_FILE secret or a command flag)"]
+    for key in ("API_KEY", "MINIO_SECRET", "X_PASSWORD", "db_passwd"):
+        assert credential_key_problems({"svc": {"environment": {key: "x"}}}), key
+    for key in ("GF_SECURITY_ADMIN_PASSWORD__FILE", "MINIO_ROOT_PASSWORD_FILE", "KC_DB_USERNAME", "KEYCLOAK_HOST"):
+        assert not credential_key_problems({"svc": {"environment": {key: "x"}}}), key

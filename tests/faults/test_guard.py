@@ -149,7 +149,10 @@ def documented_modes():
     out = {}
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        out[cells[i_file].strip("`")] = int(re.match(r"0[0-7]{3}", cells[i_mode]).group(0), 8)
+        # "0400 (invoke run as root) / 0444 (as another user)": the mode for whoever runs this.
+        modes = re.findall(r"0[0-7]{3}", cells[i_mode])
+        mode = modes[1] if " / " in cells[i_mode] and len(modes) > 1 and os.geteuid() != 0 else modes[0]
+        out[cells[i_file].strip("`")] = int(mode, 8)
         for side, mode in re.findall(r"`([\w.]+\.password)` \((0[0-7]{3})\)", cells[i_policy]):
             out[str(os.path.join(os.path.dirname(cells[i_file].strip("`")), side))] = int(mode, 8)
     m = re.search(r"`(secrets/certs/rootCA\.pem)`[^()]*\([^)]*?(0[0-7]{3})\)", text, re.S)
