@@ -40,7 +40,7 @@ ROUTE_SETTLE_SECONDS = 5.0
 #: Longest silence while pulling or waiting before a summary line is printed.
 HEARTBEAT_SECONDS = 4.0
 #: How often the per-service state is polled during the health wait.
-POLL_SECONDS = 1.0
+POLL_SECONDS = 2.0
 PULL_ATTEMPTS = 3
 #: Errors worth a retry: the network or the registry hiccuped, the image itself is fine.
 _TRANSIENT = re.compile(r"(?i)timeout|timed out|connection reset|broken pipe|unexpected EOF|\bEOF$|temporar|"

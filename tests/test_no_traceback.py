@@ -109,3 +109,14 @@ def test_oserrors_get_a_fix_for_their_cause():
         err = from_oserror(OSError(code, "x", "/p"))
         assert needle in (err.fix or ""), (code, err.fix)
         assert err.where == "/p"
+
+
+def test_a_secret_template_without_value_is_refused(mini):
+    """Every generated file would hold the same text: refused, naming the secret and the key (issue #12, item 6)."""
+    root = mini / "docker-compose.yml"
+    text = root.read_text()
+    root.write_text(text.replace('template: "https://hooks.example.invalid/{value}"',
+                                 'template: "https://hooks.example.invalid/fixed"'))
+    res = run_invoke(mini, "secrets")
+    assert_paragraph(res, "secret hook_url", "{value}", "secrets.hook_url.x-readiness.template")
+    assert not (mini / "secrets" / "hook_url").exists()
