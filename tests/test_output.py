@@ -182,3 +182,27 @@ def test_readme_exit_code_table_matches_the_code():
     assert table, "README.md has no exit-code table"
     codes = {int(row.split("|")[1].strip().strip("`")) for row in table.group(1).splitlines()}
     assert codes == {0, output.EXIT_FAILED, output.EXIT_USAGE, output.EXIT_MISSING_TOOL, output.EXIT_INTERRUPTED}
+
+
+def test_ctrl_c_during_up_stops_cleanly_and_says_what_runs(booted_mini):
+    """The fixture's healthchecks first probe after 30 s: Ctrl-C lands in the health wait."""
+    mini = booted_mini
+    assert run_invoke(mini, "bootstrap").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(REPO), "up", "--timeout", "120"],
+                            cwd=mini, env=invoke_env(mini), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until both containers run, then interrupt
+        lines.append(line)
+        if "services ready" in line or ": starting" in line and len([x for x in lines if ": starting" in x]) >= 2:
+            break
+        assert time.monotonic() < deadline, "".join(lines)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    text = "".join(lines) + stdout + stderr
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text
+    assert "interrupted (Ctrl-C); running now: proxy, web" in stderr, text
+    assert "invoke up` again" in stderr and "invoke down" in stderr
