@@ -128,6 +128,8 @@ class Engine:
     insecure_registries: tuple[str, ...] = field(default=())
     #: The OS of the machine running the toolkit (``platform.system()``).
     client_os: str = "Linux"
+    #: The unix socket the engine's API listens on, as the CLI reaches it (None for tcp/ssh).
+    socket: str | None = "/var/run/docker.sock"
 
     @property
     def label(self) -> str:
@@ -266,6 +268,7 @@ def parse_info(doc: dict, *, docker_host: str | None, local_kernel: str, local_u
         owner_uid=owner,
         insecure_registries=registries,
         client_os=client_os,
+        socket=socket_path(docker_host),
     )
 
 

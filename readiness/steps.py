@@ -66,7 +66,8 @@ def env(project: Path) -> dict[str, Any]:
     result = envfile.ensure(project / ".env", project / ".env.example")
     if adapted:
         say("env", f"created .env from .env.example for a rootless engine: {', '.join(adapted)} (ports below "
-                   "1024 cannot be published without privileges; every URL carries the port)")
+                   "1024 cannot be published without privileges, every URL carries the port; the Docker API "
+                   "proxy mounts this engine's own socket)")
     elif result.created:
         say("env", f"created .env from .env.example ({len(result.added)} variables)")
     elif result.added:
@@ -85,10 +86,12 @@ def env(project: Path) -> dict[str, Any]:
 
 
 def _create_env_for_engine(project: Path) -> list[str]:
-    """On a rootless engine, a new ``.env`` gets publishable defaults for privileged ports.
+    """A new ``.env`` gets the defaults this engine needs, where the example's would not work.
 
-    Only when ``.env`` does not exist yet (a value the user wrote is never changed). Returns
-    the ``KEY=value`` lines it chose (:func:`publishable_ports`).
+    Only when ``.env`` does not exist yet (a value the user wrote is never changed). On a
+    rootless engine: publishable ports (:func:`publishable_ports`) and the engine's own API
+    socket for ``DOCKER_SOCKET`` (the default ``/var/run/docker.sock`` is a rootful engine's,
+    or nothing). Returns the ``KEY=value`` lines it chose.
     """
     target, example = project / ".env", project / ".env.example"
     if target.exists() or not example.is_file():
@@ -97,31 +100,46 @@ def _create_env_for_engine(project: Path) -> list[str]:
         engine = enginelib.info()
     except ToolkitError:
         return []  # no engine to ask: preflight will say what is wrong once there is one
-    start = enginelib.unprivileged_port_start(engine)
-    if not start:
+    if engine.kind != enginelib.ROOTLESS:
         return []
-    text, chosen = publishable_ports(example.read_text(encoding="utf-8"), set(compose.port_variables(project).values()),
-                                     start)
+    text = example.read_text(encoding="utf-8")
+    names = set(compose.port_variables(project).values())
+    text, chosen = publishable_ports(text, names, enginelib.unprivileged_port_start(engine))
+    if engine.socket:
+        text, socket_line = set_values(text, {SOCKET_VARIABLE: engine.socket})
+        chosen += socket_line
     if chosen and fsutil.create_exclusive(target, text.encode(), 0o600):
         return chosen
     return []
+
+
+#: The variable naming the engine socket that the stack's Docker API proxy mounts.
+SOCKET_VARIABLE = "DOCKER_SOCKET"
+
+
+def set_values(text: str, values: dict[str, str]) -> tuple[str, list[str]]:
+    """``text`` (dotenv) with the plain ``KEY=value`` line of each key in ``values`` replaced."""
+    chosen: list[str] = []
+
+    def put(m: re.Match[str]) -> str:
+        if m.group(1) not in values or m.group(2) == values[m.group(1)]:
+            return m.group(0)
+        chosen.append(f"{m.group(1)}={values[m.group(1)]}")
+        return chosen[-1]
+
+    return re.sub(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)=([^\s'\"#]*)[ \t]*$", put, text), chosen
 
 
 def publishable_ports(text: str, names: set[str], start: int) -> tuple[str, list[str]]:
     """``text`` (dotenv) with each port variable in ``names`` below ``start`` raised by 8000
     (80 -> 8080, 443 -> 8443; to ``start + port`` if that is still too low); returns the new
     text and the ``KEY=value`` lines changed. Lines are otherwise kept byte for byte."""
-    chosen: list[str] = []
-
-    def adapt(m: re.Match[str]) -> str:
+    values = {}
+    for m in re.finditer(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)=(\d+)[ \t]*$", text):
         port = int(m.group(2))
-        if m.group(1) not in names or port >= start:
-            return m.group(0)
-        new = port + 8000 if port + 8000 >= start else start + port
-        chosen.append(f"{m.group(1)}={new}")
-        return f"{m.group(1)}={new}"
-
-    return re.sub(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)=(\d+)[ \t]*$", adapt, text), chosen
+        if m.group(1) in names and port < start:
+            values[m.group(1)] = str(port + 8000 if port + 8000 >= start else start + port)
+    return set_values(text, values)
 
 
 def secrets(project: Path) -> dict[str, Any]:
