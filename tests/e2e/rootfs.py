@@ -299,6 +299,12 @@ def build(recipe: Recipe, *, log=print) -> Path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         log(f"rootfs {recipe.name}: {dest} ({dest.stat().st_size / 1e6:.0f} MB) in {time.monotonic() - t0:.0f} s")
+        # Tarballs of this rootfs' earlier recipes are never looked up again.
+        for old in dest_dir.glob(f"{recipe.name}-*.tar"):
+            if old != dest:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+                    log(f"rootfs {recipe.name}: removed {old.name} (an earlier recipe)")
     return dest
 
 
