@@ -1,9 +1,16 @@
 """Preflight: read-only checks that say whether the stack can boot, and why not.
 
 Facts about the machine are gathered first -- the engine (one ``docker info``), its
-containers (one ``docker ps``) and networks (one ``docker network ls``), run concurrently --
-then every check is a pure function of the model and those facts returning
-:class:`~readiness.findings.Finding` objects. Nothing here writes.
+containers (one ``docker ps``), networks (one ``docker network ls``) and the stack's images it
+already has (one ``docker image inspect``), run concurrently; then what the data directories
+hold (:mod:`readiness.datastate`: read directly, or by one helper container whose answer is
+cached), free space, and a few host files -- then every check is a pure function of the model
+and those facts returning :class:`~readiness.findings.Finding` objects. Nothing here writes to
+the stack (only the toolkit's caches under ``.readiness/``).
+
+The checks of stale state (baked secrets, Patroni against its DCS, PostgreSQL versions) are
+in :mod:`readiness.checks_state`; those of conflicts with the engine, mounts, resources and
+platform in :mod:`readiness.checks_engine`.
 
 What a container will see is the engine's answer (:mod:`readiness.engine`): secret and data
 directory permissions are judged with the engine's uid mapping, kernel settings are the
@@ -14,15 +21,17 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import certs, compose, dirs, envfile, runner
+from . import baked, certs, checks_engine, checks_state, compose, datastate, dirs, envfile, hostfacts, runner
 from . import engine as enginelib
 from . import secrets as secretslib
 from .compose import Model
+from .datastate import DirState
 from .engine import Engine
 from .errors import ToolkitError
 from .findings import ERROR, WARNING, Finding
@@ -51,13 +60,24 @@ class Facts:
     engine: Engine | None = None
     engine_error: str | None = None
     engine_fix: str = ""
-    networks: dict[str, dict[str, str]] | None = None  # name -> {"driver", "scope"}
+    networks: dict[str, dict[str, str]] | None = None  # name -> {"driver", "scope", "internal"}
     containers: list[Container] = field(default_factory=list)
     env: envfile.EnvFile | None = None
     example: envfile.EnvFile | None = None
     tracked_secrets: list[str] = field(default_factory=list)
     max_map_count: int | None = None
     unprivileged_port_start: int = 0
+    #: The stack's images the engine has (reference as the stack writes it -> platform, env).
+    images: dict[str, hostfacts.Image] = field(default_factory=dict)
+    images_known: bool = False  # False: the engine was not asked (images missing cannot be told)
+    data: dict[Path, DirState] = field(default_factory=dict)  # the data directories a check needs
+    baked_record: dict[str, dict[str, str]] = field(default_factory=dict)
+    engine_free: tuple[Path, int] | None = None  # (measured directory, bytes free) of the engine's data root
+    data_free: list[tuple[Path, int]] = field(default_factory=list)  # one per filesystem of the data dirs
+    binfmt: set[str] = field(default_factory=set)
+    selinux_enforcing: bool | None = None
+    wsl: bool = False
+    desktop_shares: tuple[str, list[str]] | None = None  # (settings file, shared directories)
 
 
 def _json_lines(text: str) -> list[dict]:
@@ -92,25 +112,27 @@ def parse_labels(text: str) -> dict[str, str]:
 
 def gather(model: Model) -> Facts:
     facts = Facts()
-    results = runner.run_many(
-        {
-            "engine": list(enginelib.INFO_COMMAND),
-            "networks": ["docker", "network", "ls", "--format", "{{json .}}"],
-            # Named fields, not `{{json .}}`: that one makes the CLI compute every container's size
-            # (seconds on a vfs engine with a few stacks), which bootstrap would wait for.
-            "containers": ["docker", "ps", "--all", "--no-trunc", "--format",
-                           '{"Names":{{json .Names}},"Labels":{{json .Labels}},"State":{{json .State}},'
-                           '"Ports":{{json .Ports}}}'],
-        },
-        timeout=30,
-    )
+    images = checks_engine.model_images(model)
+    commands = {
+        "engine": list(enginelib.INFO_COMMAND),
+        "networks": ["docker", "network", "ls", "--format", "{{json .}}"],
+        # Named fields, not `{{json .}}`: that one makes the CLI compute every container's size
+        # (seconds on a vfs engine with a few stacks), which bootstrap would wait for.
+        "containers": ["docker", "ps", "--all", "--no-trunc", "--format",
+                       '{"Names":{{json .Names}},"Labels":{{json .Labels}},"State":{{json .State}},'
+                       '"Ports":{{json .Ports}}}'],
+    }
+    if images:  # one call for all: it prints the images the engine has and names the others on stderr
+        commands["images"] = ["docker", "image", "inspect", "--format", hostfacts.IMAGE_FORMAT, *images]
+    results = runner.run_many(commands, timeout=30)
     try:
         facts.engine = enginelib.from_result(results["engine"])
     except ToolkitError as exc:
         facts.engine_error, facts.engine_fix = exc.message, exc.fix or ""
     if facts.engine is not None:
         if results["networks"].ok:
-            facts.networks = {str(n.get("Name")): {"driver": str(n.get("Driver", "")), "scope": str(n.get("Scope", ""))}
+            facts.networks = {str(n.get("Name")): {"driver": str(n.get("Driver", "")), "scope": str(n.get("Scope", "")),
+                                                   "internal": str(n.get("Internal", "")).lower()}
                               for n in _json_lines(results["networks"].stdout)}
         for c in _json_lines(results["containers"].stdout):
             labels = parse_labels(str(c.get("Labels", "")))
@@ -118,13 +140,40 @@ def gather(model: Model) -> Facts:
                 name=str(c.get("Names", "")), project=labels.get("com.docker.compose.project", ""),
                 working_dir=labels.get("com.docker.compose.project.working_dir", ""), state=str(c.get("State", "")),
                 ports=parse_ports(str(c.get("Ports", "")))))
+        if "images" in results:
+            res = results["images"]
+            facts.images = hostfacts.parse_images(res.stdout, images)
+            # exit 1 with "No such image" for the missing ones is an answer; anything else is not
+            facts.images_known = res.ok or "No such image" in res.stderr
         facts.max_map_count = enginelib.read_sysctl(facts.engine, "vm.max_map_count")
         facts.unprivileged_port_start = enginelib.unprivileged_port_start(facts.engine)
+        gather_host(model, facts)
     facts.env = envfile.read(model.project_dir / ENV_FILE) if (model.project_dir / ENV_FILE).exists() else None
     facts.example = envfile.read(model.project_dir / ENV_EXAMPLE)
     secret_dirs = sorted({Path(s.path).parent for s in secretslib.specs(model)})
     facts.tracked_secrets = secretslib.tracked_files(model.project_dir, secret_dirs)
+    facts.baked_record = baked.load(model.project_dir)
+    paths = checks_state.probe_paths(model, facts, baked.declarations(model))
+    local = facts.engine if facts.engine is None or facts.engine.kind != enginelib.REMOTE else None
+    facts.data = datastate.probe(model.project_dir, paths, local, secretslib.helper_image(model))
     return facts
+
+
+def gather_host(model: Model, facts: Facts) -> None:
+    """Free space, SELinux, WSL, emulators and Docker Desktop's file sharing (cheap local reads)."""
+    engine = facts.engine
+    assert engine is not None
+    if engine.local and engine.data_root:
+        facts.engine_free = hostfacts.free_bytes(Path(engine.data_root))
+    if engine.kind != enginelib.REMOTE:
+        facts.data_free = [m for p in checks_engine.data_roots(model) if (m := hostfacts.free_bytes(p))]
+    kernel = os.uname().release
+    facts.wsl = hostfacts.is_wsl(kernel, hostfacts.read_text("/proc/version"))
+    if engine.local:
+        facts.selinux_enforcing = hostfacts.selinux_enforcing(hostfacts.read_text("/sys/fs/selinux/enforce"))
+        facts.binfmt = hostfacts.binfmt_handlers()
+    if engine.kind == enginelib.DESKTOP:
+        facts.desktop_shares = hostfacts.desktop_shares(engine.client_os, Path.home())
 
 
 # ---------------------------------------------------------------- checks (pure functions)
@@ -152,6 +201,34 @@ def check_engine(model: Model, facts: Facts) -> list[Finding]:
             f"the engine ({engine.name}, kernel {engine.kernel}) is not on this machine: bind-mount sources, owners "
             "and host ports are that machine's, and preflight cannot check them from here",
             "run the toolkit on the machine that runs the engine, or unset DOCKER_HOST to use a local engine"))
+    return out
+
+
+DOCKER_SOCKET_TARGETS = ("/var/run/docker.sock", "/run/docker.sock")
+
+
+def check_docker_socket(model: Model, facts: Facts) -> list[Finding]:
+    """A service that mounts the Docker socket must mount the socket of *this* engine.
+
+    ``/var/run/docker.sock`` is a rootful engine's socket: under a rootless engine (socket in
+    ``$XDG_RUNTIME_DIR``) it names another engine or nothing, and the service (Traefik's API
+    proxy) would see none of the stack's containers.
+    """
+    engine = facts.engine
+    if engine is None or not engine.local or not engine.socket:
+        return []
+    out = []
+    for svc, spec in sorted(model.services.items()):
+        for vol in spec.get("volumes") or []:
+            if not isinstance(vol, dict) or vol.get("type") != "bind" or vol.get("target") not in DOCKER_SOCKET_TARGETS:
+                continue
+            source = str(vol.get("source", ""))
+            if os.path.realpath(source) != os.path.realpath(engine.socket):
+                out.append(Finding(
+                    "engine.socket-mismatch", ERROR,
+                    f"{svc} mounts {source}, but the {engine.kind} engine listens on {engine.socket}: the service "
+                    "would talk to another engine, or to none",
+                    f"set DOCKER_SOCKET={engine.socket} in .env", svc, ENV_FILE))
     return out
 
 
@@ -197,8 +274,10 @@ def check_example_credentials(facts: Facts) -> list[Finding]:
 
 def check_secrets(model: Model, facts: Facts) -> list[Finding]:
     out = []
+    # a baked secret missing over existing data is secret.baked-missing (checks_state), not "run invoke secrets"
+    refused = {r.baked.name for r in baked.refusals(baked.declarations(model), facts.data)}
     for spec in secretslib.specs(model):
-        if spec.certificate:
+        if spec.certificate or spec.name in refused:
             continue
         rel = model.relpath(spec.path)
         service = ",".join(spec.consumers)
@@ -453,6 +532,7 @@ def run_checks(model: Model, facts: Facts) -> list[Finding]:
     raw = compose.raw_services(model.project_dir)
     files = {svc: file for svc, (file, _) in raw.items()}
     findings = check_engine(model, facts)
+    findings += check_docker_socket(model, facts)
     findings += check_env(model, facts)
     findings += check_example_credentials(facts)
     findings += check_secrets(model, facts)
@@ -464,6 +544,18 @@ def run_checks(model: Model, facts: Facts) -> list[Finding]:
     findings += dollars
     findings += check_images(model, files)
     findings += check_sysctl(model, facts)
+    findings += checks_state.check_baked(model, facts)
+    findings += checks_state.check_dcs(model, facts)
+    findings += checks_state.check_pg_version(model, facts)
+    findings += checks_engine.check_project_directory(model, facts)
+    findings += checks_engine.check_network_kind(model, facts)
+    findings += checks_engine.check_mounts(model, facts, files)
+    findings += checks_engine.check_resources(model, facts, files)
+    findings += checks_engine.check_disk(model, facts)
+    findings += checks_engine.check_platform(model, facts)
+    findings += checks_engine.check_desktop_sharing(model, facts)
+    findings += checks_engine.check_selinux(model, facts)
+    findings += checks_engine.check_wsl_drive(model, facts)
     # Compose also warns about a variable the $-check already reports: say it once.
     reported = {re.search(r"uses \$(\w+)", f.message).group(1) for f in dollars}
     findings += [f for f in check_compose_warnings(model)

@@ -15,8 +15,13 @@ under userns-remap, or a service that declares no user at all (it is not assumed
 root). The ``secrets/`` directory itself is 0700, which keeps other host users out (the bind
 mount does not traverse it).
 
+Baked secrets: a secret a service writes into its data on its first start
+(``x-readiness.baked-secrets``) is never generated while that data exists, even when its file
+is missing or empty -- the step stops first and names the two ways out (:mod:`readiness.baked`).
+
 Concurrency: the whole step runs under a lock, so two runs cannot write the two halves of
-the htpasswd pair (plaintext and hash) from two different values.
+the htpasswd pair (plaintext and hash) from two different values, nor race on the record of
+baked secrets.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import baked, datastate, fsutil, runner
 from . import engine as enginelib
-from . import fsutil, runner
 from .compose import Model
 from .engine import Engine
 from .errors import ToolkitError, take_back
@@ -216,14 +221,47 @@ def _write_new(path: Path, content: str, mode: int, changes: list[Change]) -> st
 
 
 def ensure(model: Model, engine: Engine) -> list[Change]:
-    """Create every missing secret file of the model; returns what changed."""
+    """Create every missing secret file of the model; returns what changed.
+
+    A secret baked into a service's data (``x-readiness.baked-secrets``) is never generated
+    while that data exists: the whole step is refused before anything is written, naming the
+    secret, the data and the two ways out (:mod:`readiness.baked`). The same lock also
+    covers the record of what each baked secret was when its data was still empty.
+    """
     changes: list[Change] = []
     every = specs(model)
     with fsutil.file_lock(model.project_dir / LOCK):
+        declared = baked.declarations(model)
+        record = baked.load(model.project_dir)
+        states = datastate.probe(model.project_dir, baked.needs_probe(declared, record), engine, helper_image(model))
+        refuse_baked(model, baked.refusals(declared, states))
         ensure_dirs([s.path for s in every], changes)
         for spec in (s for s in every if not s.certificate):
             _ensure_one(model, spec, spec.mode(engine), changes)
+        baked.save(model.project_dir, record, baked.to_record(declared, states, record))
     return changes
+
+
+def helper_image(model: Model) -> str | None:
+    """The helper image, or None when the stack names none (then unreadable data stays unknown)."""
+    try:
+        return model.helper_image
+    except ToolkitError:
+        return None
+
+
+def refuse_baked(model: Model, refused: list[baked.Refusal]) -> None:
+    """Stop before writing anything when a baked secret would be generated over existing data."""
+    if not refused:
+        return
+    if len(refused) == 1:
+        r = refused[0]
+        raise ToolkitError(baked.refusal_text(model, r), where=model.relpath(r.baked.path),
+                           fix=baked.ways_out(model, r))
+    lines = "\n".join(f"  - {baked.refusal_text(model, r)}; fix: {baked.ways_out(model, r)}" for r in refused)
+    raise ToolkitError(f"{len(refused)} baked secrets would be generated over existing data:\n{lines}",
+                       where=", ".join(model.relpath(r.baked.path) for r in refused),
+                       fix="for each secret: restore its file, or reset the data of the services named")
 
 
 def _ensure_one(model: Model, spec: SecretSpec, mode: int, changes: list[Change]) -> None:
@@ -244,8 +282,6 @@ def _ensure_one(model: Model, spec: SecretSpec, mode: int, changes: list[Change]
         content = spec.template.replace("{value}", value) if spec.template else value
         _write_new(spec.path, content, mode, changes)
     _ensure_mode(spec.path, mode, changes)
-
-
 
 
 def tracked_files(project_dir: Path, directories: list[Path]) -> list[str]:

@@ -118,6 +118,7 @@ def mini(tmp_path: Path, docker) -> Path:
     dest = tmp_path / "mini"
     shutil.copytree(FIXTURES / "mini", dest)
     net = f"readiness-test-{uuid.uuid4().hex[:8]}"
+    own_project_name(dest, "readiness-mini", net.rsplit("-", 1)[1])
     example = dest / ".env.example"
     text = example.read_text().replace("MINI_NETWORK=readiness-mini-edge", f"MINI_NETWORK={net}")
     text = text.replace("WEB_PORT=18080", f"WEB_PORT={free_port()}")
@@ -152,10 +153,21 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
+def own_project_name(project: Path, name: str, suffix: str) -> None:
+    """Give a copy its own Compose project name: containers that another copy (another test,
+    another session on the same engine) started under the shared name are otherwise that
+    copy's "other checkout" to preflight (project.other-directory)."""
+    compose = project / "docker-compose.yml"
+    text = compose.read_text()
+    assert text.count(f"\nname: {name}\n") == 1, f"{compose} has no top-level `name: {name}`"
+    compose.write_text(text.replace(f"\nname: {name}\n", f"\nname: {name}-{suffix}\n"))
+
+
 def isolated_repo_copy(dest: Path) -> tuple[Path, list[str]]:
-    """A fresh copy with its own network names and free host ports; returns (copy, networks)."""
+    """A fresh copy with its own project name, network names and free host ports; returns (copy, networks)."""
     copy_repo(dest)
     suffix = uuid.uuid4().hex[:8]
+    own_project_name(dest, "infra-core", suffix)
     edge, db = f"readiness-test-edge-{suffix}", f"readiness-test-db-{suffix}"
     example = dest / ".env.example"
     text = example.read_text()
