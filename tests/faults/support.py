@@ -200,20 +200,24 @@ class Killed:
     stderr: str
 
 
-def begins(log: Path) -> int:
-    """How many writes the injector has started (``begin`` lines in its log)."""
+def begins(log: Path, under: str | None = None) -> int:
+    """How many writes the injector has started (``begin`` lines in its log), all of them or
+    only those of files under the directory ``under``."""
     try:
-        return sum(1 for line in log.read_text().splitlines() if line.split(" ", 2)[1:2] == ["begin"])
+        lines = [line.split(" ", 2) for line in log.read_text().splitlines()]
     except OSError:
         return 0
+    prefix = os.path.realpath(under) + os.sep if under else ""
+    return sum(1 for parts in lines if parts[1:2] == ["begin"] and parts[2].startswith(prefix))
 
 
 def kill_after(project: Path, delay: float, *args: str, env: dict[str, str] | None = None,
-               search_root: Path = REPO, on_begin: tuple[Path, int] | None = None) -> Killed:
+               search_root: Path = REPO, on_begin: tuple[Path, int, str | None] | None = None) -> Killed:
     """Start ``invoke ARGS``, SIGKILL its whole process group after ``delay`` seconds.
 
-    With ``on_begin=(log, n)`` the kill comes as soon as the injector logs the n-th write it
-    starts (``delay`` is then only a deadline): such a kill always lands mid-write, since the
+    With ``on_begin=(log, n, under)`` the kill comes as soon as the injector logs the n-th write it
+    starts (of a file under ``under``, when that is not None; ``delay`` is then only a
+    deadline): such a kill always lands mid-write, since the
     injector pauses between the pieces of every write. The group includes the ``docker
     compose`` and ``mkcert`` children, as when a machine loses power or the OOM killer takes
     the session.
@@ -223,7 +227,7 @@ def kill_after(project: Path, delay: float, *args: str, env: dict[str, str] | No
                             start_new_session=True)
     deadline = time.monotonic() + delay
     while time.monotonic() < deadline and proc.poll() is None:
-        if on_begin is not None and begins(on_begin[0]) >= on_begin[1]:
+        if on_begin is not None and begins(on_begin[0], on_begin[2]) >= on_begin[1]:
             break
         time.sleep(min(0.002 if on_begin else 0.005, max(0.0, deadline - time.monotonic())))
     finished = proc.poll() is not None

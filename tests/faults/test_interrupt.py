@@ -109,6 +109,11 @@ def measure(task: str, project: Path, rng: random.Random, log: Path) -> tuple[fl
     return time.monotonic() - started, begins(log)
 
 
+def first_secret_write(project: Path, log: Path) -> tuple[Path, int, str]:
+    """Kill on the first write of a file under ``secrets/`` (the control's target)."""
+    return (log, 1, str(project / "secrets"))
+
+
 def delays(n: int, total: float, rng: random.Random) -> list[float]:
     """One delay per stratum of [0, 1.1 * total], in a shuffled order."""
     out = [(i + rng.random()) * 1.1 * total / n for i in range(n)]
@@ -129,7 +134,9 @@ def kill_cycle(task: str, project: Path, n: int, rng: random.Random, log: Path, 
     starts, for an n drawn from the writes the task makes: those kills land mid-write by
     construction, so the test does not depend on a lucky delay. The others kill after a
     delay drawn from strata of the measured run time (before, between and after writes).
-    With ``search_root`` (the control copy) a broken file is counted, not asserted.
+    With ``search_root`` (the control copy) a broken file is counted, not asserted, and every
+    kill comes at the first write of a secret: the toolkit also writes other files (its render
+    cache), and a kill there says nothing about how secrets are written.
     """
     kw = {"search_root": search_root} if search_root else {}
     total, writes = measure(task, project, rng, log)
@@ -139,7 +146,9 @@ def kill_cycle(task: str, project: Path, n: int, rng: random.Random, log: Path, 
         env_before = (project / ".env").read_bytes() if (project / ".env").exists() else None
         before = stable_values(snapshot(project), project, domain(project))
         log.unlink(missing_ok=True)
-        on_begin = (log, rng.randint(1, writes)) if writes and (all_on_begin or i % 2 == 0) else None
+        on_begin = (log, rng.randint(1, writes), None) if writes and (all_on_begin or i % 2 == 0) else None
+        if search_root is not None:
+            on_begin = first_secret_write(project, log)
         killed = kill_after(project, 3 * total + 5 if on_begin else delay, task,
                             env=inject_env(project, log, extra_path), on_begin=on_begin, **kw)
         stats["cases"] += 1
