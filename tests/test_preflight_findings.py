@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
+import tarfile
+import uuid
 from dataclasses import dataclass
 
 import pytest
 from conftest import require_tool, run_invoke
 from helper_image import ensure_helper_image
+
+from readiness import hostfacts
 
 
 def engine_chown(path, owner: str) -> None:
@@ -61,10 +66,11 @@ def findings(project):
     return result.returncode, [f for f in doc["findings"] if f["id"] not in HOST_WARNINGS]
 
 
-def only(project, ident):
-    code, found = findings(project)
-    assert code != 0
-    assert [f["id"] for f in found] == [ident], found
+def only(project, ident, code=1):
+    """Exactly one finding (beside the host's own warnings), with ``ident``; the exit code is
+    ``code`` (0 for a warning, which does not block the boot)."""
+    got, found = findings(project)
+    assert got == code and [f["id"] for f in found] == [ident], (got, found)
     return found[0]
 
 
@@ -173,3 +179,184 @@ def test_secret_files_tracked_by_git_are_refused(mini):
     result = run_invoke(mini, "secrets")
     assert result.returncode != 0 and "git rm --cached secrets/web_password" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ issue #11: what the engine already holds,
+# mounts, resources, platform (stale state: tests/test_preflight_state.py)
+
+
+def project_name(project) -> str:
+    return re.search(r"(?m)^name: (\S+)$", (project / "docker-compose.yml").read_text()).group(1)
+
+
+def set_env(project, key: str, value: str) -> str:
+    """Set ``key`` in the project's .env; returns the previous text (to restore it)."""
+    env = project / ".env"
+    original = env.read_text()
+    assert re.search(rf"(?m)^{key}=", original), key
+    env.write_text(re.sub(rf"(?m)^{key}=.*$", f"{key}={value}", original))
+    return original
+
+
+def docker(*args: str) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+def engine_info(field: str) -> str:
+    return docker("info", "--format", "{{." + field + "}}").stdout.strip()
+
+
+#: Per stack: the variable naming its external network, a service's image variable, and where
+#: a service block starts (to give it limits) in which file.
+ENGINE_FACTS = {
+    "mini": ("MINI_NETWORK", "WEB_IMAGE", "web", "infra/01-web/docker-compose.yml", "  web:\n"),
+    "repo": ("EDGE_NETWORK", "VALKEY_IMAGE", "valkey", "infra/07-cache/docker-compose.yml", "  valkey:\n"),
+}
+
+
+def with_limits(project, stack: Stack, limits: str) -> str:
+    """Give the stack's chosen service ``deploy.resources.limits`` (replacing any); returns the old text."""
+    _, _, _, file, anchor = ENGINE_FACTS[stack.fixture]
+    path = project / file
+    original = path.read_text()
+    head, _, tail = original.partition(anchor)
+    tail = re.sub(r"(?m)^    deploy:\n(      .*\n)+", "", tail, count=1)  # the service's own block, if any
+    block = "    deploy:\n      resources:\n        limits:\n"
+    block += "".join(f"          {line}\n" for line in limits.split(";"))
+    path.write_text(head + anchor + block + tail)
+    return original
+
+
+def test_containers_of_this_project_from_another_directory(ready):
+    project, _ = ready
+    name, other = project_name(project), "/srv/another-checkout"
+    container = f"readiness-test-{uuid.uuid4().hex[:8]}"
+    docker("create", "--name", container, "--label", f"com.docker.compose.project={name}",
+           "--label", f"com.docker.compose.project.working_dir={other}", ensure_helper_image(), "true")
+    try:
+        f = only(project, "project.other-directory")
+        assert f["file"] == other and container in f["message"] and name in f["message"]
+        assert f"docker compose -p {name} down" in f["fix"] and "COMPOSE_PROJECT_NAME" in f["fix"]
+    finally:
+        docker("rm", "-f", container)
+    assert findings(project) == (0, [])
+
+
+def test_published_port_held_by_a_container(ready):
+    """The port is held by a real container of another Compose project: the finding names both."""
+    project, stack = ready
+    env = (project / ".env").read_text().splitlines()
+    port = int(next(ln for ln in env if ln.startswith(stack.port_var + "=")).split("=")[1])
+    container, other = f"readiness-test-{uuid.uuid4().hex[:8]}", f"other-stack-{uuid.uuid4().hex[:6]}"
+    docker("run", "-d", "--name", container, "--label", f"com.docker.compose.project={other}",
+           "-p", f"127.0.0.1:{port}:80", "--entrypoint", "/bin/sleep", ensure_helper_image(), "600")
+    try:
+        f = only(project, "port.in-use")
+        assert f"published by container {container} of Compose project {other}" in f["message"]
+        assert f"docker compose -p {other} down" in f["fix"] and f["service"] == stack.port_service
+    finally:
+        docker("rm", "-f", container)
+    assert findings(project) == (0, [])
+
+
+def test_external_network_that_is_not_a_plain_bridge(ready):
+    project, stack = ready
+    var = ENGINE_FACTS[stack.fixture][0]
+    lines = (project / ".env").read_text().splitlines()
+    network = next(ln.split("=", 1)[1] for ln in lines if ln.startswith(var + "="))
+    docker("network", "rm", network)
+    docker("network", "create", "--internal", network)  # what another tool might have made under this name
+    f = only(project, "network.mismatch")
+    assert network in f["message"] and "internal" in f["message"] and f"docker network rm {network}" in f["fix"]
+    docker("network", "rm", network)
+    assert run_invoke(project, "networks").returncode == 0
+    assert findings(project) == (0, [])
+
+
+def test_read_only_mount_source_missing_then_a_directory(repo):
+    assert run_invoke(repo, "bootstrap").returncode == 0
+    rel = "infra/02-postgres/haproxy/haproxy.cfg"
+    source = repo / rel
+    saved = source.read_bytes()
+    source.unlink()
+    f = only(repo, "mount.missing")
+    assert (f["service"], f["file"]) == ("haproxy", rel) and "/usr/local/etc/haproxy/haproxy.cfg" in f["message"]
+    assert f"git checkout -- {rel}" in f["fix"]
+    source.mkdir()  # what Docker leaves when `up` ran while the file was missing
+    f = only(repo, "mount.wrong-kind")
+    assert (f["service"], f["file"]) == ("haproxy", rel) and "empty directory" in f["message"]
+    assert f"rmdir {rel}" in f["fix"]
+    source.rmdir()
+    source.write_bytes(saved)
+    assert findings(repo) == (0, [])
+
+
+def test_cpu_and_memory_limits_against_the_engine(ready):
+    project, stack = ready
+    service, file = ENGINE_FACTS[stack.fixture][2], ENGINE_FACTS[stack.fixture][3]
+    ncpu, mem = int(engine_info("NCPU")), int(engine_info("MemTotal"))
+    original = with_limits(project, stack, f'cpus: "{ncpu + 1}";memory: 64M')
+    f = only(project, "resources.cpus")
+    assert f["service"] == service and f["file"] == file and f"{ncpu} CPU(s)" in f["message"]
+    with_limits(project, stack, f'cpus: "0.5";memory: {2 * mem // 1024 ** 2}M')
+    f = only(project, "resources.memory", code=0)  # limits are caps: a warning
+    assert f["severity"] == "warning" and f"{service} " in f["message"]
+    (project / file).write_text(original)
+    assert findings(project) == (0, [])
+
+
+def test_jvm_heap_against_its_memory_limit(repo):
+    assert run_invoke(repo, "bootstrap").returncode == 0
+    original = set_env(repo, "OPENSEARCH_HEAP", "2g")  # opensearch's limit is 1536M
+    f = only(repo, "resources.heap")
+    assert f["severity"] == "error" and f["service"] == "opensearch" and f["file"] == ".env (OPENSEARCH_HEAP)"
+    assert "OPENSEARCH_HEAP" in f["fix"] and "768m" in f["fix"]
+    set_env(repo, "OPENSEARCH_HEAP", "1200m")
+    assert only(repo, "resources.heap", code=0)["severity"] == "warning"
+    (repo / ".env").write_text(original)
+    assert findings(repo) == (0, [])
+
+
+def test_free_space_below_what_the_stack_needs(ready):
+    """The real filesystems' free space, against a need raised above it in the stack's own declaration."""
+    project, stack = ready
+    compose = project / "docker-compose.yml"
+    original = compose.read_text()
+    anchor = "  helper-image: ${HELPER_IMAGE:-busybox:1.37.0}\n"
+    head, _, tail = original.partition(anchor)
+    tail = re.sub(r"(?m)^  free-space:\n(    .*\n)+", "", tail, count=1)
+    env_text = set_env(project, ENGINE_FACTS[stack.fixture][1], f"readiness-test/absent:{uuid.uuid4().hex[:8]}")
+
+    compose.write_text(head + anchor + "  free-space:\n    data: 100000T\n" + tail)
+    f = only(project, "disk.data", code=0)
+    assert f["severity"] == "warning" and f["file"].startswith("data/") and "DATA_ROOT" in f["fix"]
+    compose.write_text(head + anchor + "  free-space:\n    engine: 100000T\n" + tail)
+    f = only(project, "disk.engine", code=0)  # an image is still to be pulled
+    assert engine_info("DockerRootDir") in f["message"] and "image(s) still to pull" in f["message"]
+    compose.write_text(original)
+    (project / ".env").write_text(env_text)
+    assert findings(project) == (0, [])
+
+
+def test_image_built_for_another_architecture(ready, tmp_path):
+    project, stack = ready
+    var, service = ENGINE_FACTS[stack.fixture][1], ENGINE_FACTS[stack.fixture][2]
+    native = hostfacts.OCI_ARCH.get(engine_info("Architecture"))
+    foreign = "arm64" if native != "arm64" else "amd64"
+    image = f"readiness-test/foreign-arch:{uuid.uuid4().hex[:8]}"
+    empty = tmp_path / "empty.tar"
+    with tarfile.open(empty, "w"):
+        pass
+    docker("image", "import", "--platform", f"linux/{foreign}", str(empty), image)
+    try:
+        original = set_env(project, var, image)
+        emulated = hostfacts.can_emulate(foreign, hostfacts.binfmt_handlers())
+        f = only(project, "image.platform", code=0 if emulated else 1)
+        assert f["service"] == service and f["file"] == f".env ({var})" and f"linux/{foreign}" in f["message"]
+        assert f"docker pull --platform linux/{native} {image}" in f["fix"]
+        (project / ".env").write_text(original)
+        assert findings(project) == (0, [])
+    finally:
+        docker("image", "rm", image)
