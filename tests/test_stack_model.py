@@ -55,6 +55,8 @@ WRITABLE_ROOT = {
 #: The only service that may hold the Docker socket: the read-only API proxy of 01-gateway.
 SOCKET_PROXY = "docker-proxy"
 SOCKET = "/var/run/docker.sock"
+#: Where a container sees the engine's socket (its host path comes from DOCKER_SOCKET).
+SOCKET_TARGETS = ("/var/run/docker.sock", "/run/docker.sock")
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +173,7 @@ def test_least_exposure(stack):
     for svc, spec in model.services.items():
         assert not spec.get("privileged"), svc
         for vol in spec.get("volumes") or []:
-            if vol.get("source") == "/var/run/docker.sock":
+            if vol.get("target") in SOCKET_TARGETS:
                 assert model.x(svc).get("docker-socket"), f"{svc} mounts the Docker socket without saying why"
                 assert vol.get("read_only"), svc
     command = " ".join(model.services["traefik"]["command"])
@@ -367,14 +369,14 @@ def docker_socket_problems(services: dict[str, dict[str, Any]], networks: dict[s
     out = []
     for svc, spec in sorted(services.items()):
         for vol in spec.get("volumes") or []:
-            if vol.get("source") == SOCKET and svc != SOCKET_PROXY:
-                out.append(f"{svc} mounts the Docker socket ({SOCKET}): only {SOCKET_PROXY} may")
+            if vol.get("target") in SOCKET_TARGETS and svc != SOCKET_PROXY:
+                out.append(f"{svc} mounts the Docker socket ({vol.get('source')}): only {SOCKET_PROXY} may")
     proxy = services.get(SOCKET_PROXY)
     if proxy is None:
         return out + [f"no {SOCKET_PROXY} service: Traefik's Docker provider needs the read-only API proxy"]
-    mounts = [v for v in proxy.get("volumes") or [] if v.get("source") == SOCKET]
+    mounts = [v for v in proxy.get("volumes") or [] if v.get("target") in SOCKET_TARGETS]
     if not mounts or not all(v.get("read_only") for v in mounts):
-        out.append(f"{SOCKET_PROXY}: must mount {SOCKET} read-only")
+        out.append(f"{SOCKET_PROXY}: must mount the engine's socket read-only (at {SOCKET})")
     if proxy.get("ports"):
         out.append(f"{SOCKET_PROXY}: publishes a port")
     proxy_nets = set(proxy.get("networks") or {})
@@ -464,11 +466,11 @@ def test_root_filesystems_are_read_only_where_the_image_allows(stack, notes):
 def test_only_the_read_only_api_proxy_holds_the_docker_socket(stack):
     _, model = stack
     assert docker_socket_problems(model.services, model.networks) == []
-    socket = next(v for v in model.services[SOCKET_PROXY]["volumes"] if v["source"] == SOCKET)
+    socket = next(v for v in model.services[SOCKET_PROXY]["volumes"] if v["target"] in SOCKET_TARGETS)
     traefik = model.services["traefik"]
     with_socket = broken(model, "traefik", volumes=[*traefik.get("volumes", []), socket])
     assert docker_socket_problems(with_socket, model.networks) == \
-        [f"traefik mounts the Docker socket ({SOCKET}): only {SOCKET_PROXY} may"]
+        [f"traefik mounts the Docker socket ({socket['source']}): only {SOCKET_PROXY} may"]
     nets = {**model.services["grafana"]["networks"], **model.services[SOCKET_PROXY]["networks"]}
     problems = docker_socket_problems(broken(model, "grafana", networks=nets), model.networks)
     assert len(problems) == 1 and problems[0].startswith("grafana: joins docker-proxy's network"), problems

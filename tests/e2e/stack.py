@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from readiness.engine import socket_path
+
 from . import realdb
 
 HERE = Path(__file__).resolve().parent
@@ -605,6 +607,11 @@ class Stack:
             **{name: str(port) for name, port in zip(("HTTP_PORT", "HTTPS_PORT", "POSTGRES_PORT", "VALKEY_PORT"),
                                                       ports, strict=True)},
         }
+        # The engine's own API socket for the Docker API proxy, where it is not the default
+        # (a rootless engine's): a host value, as `invoke env` writes it in a new .env.
+        socket = socket_path(os.environ.get("DOCKER_HOST"))
+        if socket and os.path.realpath(socket) != os.path.realpath("/var/run/docker.sock"):
+            env["DOCKER_SOCKET"] = socket
         root = clone_worktree(workdir / "clone")
         write_env(root, env)
         stack = cls(root, project, env, root / OVERRIDE_NAME, fast_health=fast_health)

@@ -379,3 +379,117 @@ def test_data_dir_with_wrong_owner_fails_up_naming_service_and_dir(running: Stac
     # Nothing of the running stack was touched.
     health = stack.invoke("health", "--json")
     assert health.returncode == 0, out(health)
+
+
+
+# Capability bits of /proc/<pid>/status (linux/capability.h), for the ones the stack adds back.
+CAP_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "KILL": 5, "SETGID": 6, "SETUID": 7}
+
+
+def api_request(stack: Stack, method: str, path: str, body: str = "") -> tuple[int, str]:
+    """One raw HTTP/1.0 request to the Docker API proxy, sent from inside the Traefik container
+    (busybox nc): the proxy is on the internal docker-api network, which only Traefik joins."""
+    request = (f"{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body.encode())}\r\n\r\n{body}")
+    res = stack.compose("exec", "-T", "traefik", "sh", "-c", 'printf "%s" "$1" | nc docker-proxy 2375',
+                        "sh", request, timeout=60)
+    assert res.returncode == 0, out(res)
+    status_line, _, rest = res.stdout.partition("\n")
+    m = re.match(r"HTTP/1\.[01] (\d{3})", status_line)
+    assert m, res.stdout[:500]
+    return int(m.group(1)), rest.partition("\r\n\r\n")[2]
+
+
+def test_least_privilege_and_the_read_only_docker_api(running: Stack):
+    """Issue #14 on the running stack: every container runs with no-new-privileges, every
+    capability dropped but its reviewed ones, and a read-only root where the file says so; the
+    real Traefik, Prometheus, Alertmanager (and the real database tier) run that way; Traefik
+    holds no Docker socket and reads the API through the proxy, which refuses a write that the
+    engine itself would accept."""
+    import http.client
+    import socket
+    import subprocess
+
+    from readiness.engine import socket_path
+
+    stack = running
+    model = stack.render(with_override=False)
+    project = model["name"]
+
+    def inspect(ref: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "inspect", "--format", "{{json .HostConfig}}", ref],
+                              capture_output=True, text=True, timeout=60)
+
+    # 1. What the engine applied to every container is what the compose files say.
+    for svc, spec in sorted(model["services"].items()):
+        res = inspect(stack.container_id(svc))
+        assert res.returncode == 0, res.stderr
+        host = json.loads(res.stdout)
+        assert "no-new-privileges:true" in (host.get("SecurityOpt") or []), (svc, host.get("SecurityOpt"))
+        assert host.get("CapDrop") == ["ALL"], (svc, host.get("CapDrop"))
+        added = sorted(str(c).upper().removeprefix("CAP_") for c in host.get("CapAdd") or [])
+        assert added == sorted(spec.get("cap_add") or []), (svc, host.get("CapAdd"))
+        assert bool(host.get("ReadonlyRootfs")) == bool(spec.get("read_only")), svc
+        mounts = [*(host.get("Binds") or []), *(m.get("Source", "") for m in host.get("Mounts") or [])]
+        assert svc == "docker-proxy" or not any("docker.sock" in m for m in mounts), (svc, mounts)
+
+    # 2. The real programs' PID 1: no_new_privs set, the bounding set is exactly the capabilities
+    #    added back, and a process that dropped to its user has none left (Prometheus,
+    #    Alertmanager, HAProxy, Patroni, Valkey after setpriv).
+    real = [s for s in sorted(model["services"]) if image_kind(str(model["services"][s].get("image", "")))
+            and s not in one_shot_services(model)]
+    assert {"traefik", "prometheus", "alertmanager"} <= set(real), real
+    for svc in real:
+        res = stack.compose("exec", "-T", svc, "cat", "/proc/1/status", timeout=60)
+        assert res.returncode == 0, out(res)
+        fields = dict(re.findall(r"^(\w+):\s+(.*)$", res.stdout, re.M))
+        allowed = sum(1 << CAP_BITS[c] for c in model["services"][svc].get("cap_add") or [])
+        assert fields["NoNewPrivs"] == "1", svc
+        assert int(fields["CapBnd"], 16) == allowed, (svc, fields["CapBnd"], hex(allowed))
+        assert int(fields["CapEff"], 16) & ~allowed == 0, (svc, fields["CapEff"])
+        if fields["Uid"].split()[0] != "0":
+            assert int(fields["CapEff"], 16) == 0, (svc, fields["Uid"], fields["CapEff"])
+
+    # 3. Through the proxy, the read-only calls of Traefik's Docker provider answer, with this
+    #    stack's containers (the routes the scenarios above used were found this way).
+    assert api_request(stack, "HEAD", "/_ping")[0] == 200
+    status, body = api_request(stack, "GET", "/v1.41/containers/json")
+    assert status == 200
+    names = {n for c in json.loads(body) for n in c["Names"]}
+    assert f"/{project}-traefik-1" in names, sorted(names)[:20]
+
+    # 4. A write is refused and never reaches the engine; so are the other calls off the list.
+    helper = str((model.get("x-readiness") or {}).get("helper-image") or "busybox:1.37.0")
+    name = f"{project}-refused-{uuid.uuid4().hex[:8]}"
+    create = json.dumps({"Image": helper, "Cmd": ["true"]})
+    assert api_request(stack, "POST", f"/v1.41/containers/create?name={name}", create)[0] == 403
+    assert inspect(name).returncode != 0, f"the proxy let {name} be created"
+    traefik_id = stack.container_id("traefik")
+    for method, path in (("DELETE", f"/v1.41/containers/{traefik_id}?force=1"),
+                         ("POST", f"/v1.41/containers/{traefik_id}/exec"),
+                         ("GET", f"/v1.41/containers/{traefik_id}/logs?stdout=1"),
+                         ("GET", f"/v1.41/containers/{traefik_id}/export"),
+                         ("GET", "/v1.41/images/json"), ("GET", "/v1.41/info"),
+                         ("GET", "/v1.41/containers/../images/json"), ("POST", "/v1.41/images/create?fromImage=x")):
+        assert api_request(stack, method, path)[0] == 403, (method, path)
+    assert stack.ps()["traefik"]["State"] == "running"
+    logged = stack.logs("docker-proxy")
+    assert f"POST /v1.41/containers/create?name={name}" in logged, logged[-2000:]
+
+    # The control: the engine itself accepts this very request (so the 403 is the proxy's).
+    path = socket_path(os.environ.get("DOCKER_HOST"))
+    if path:
+        class UnixConnection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(30)
+                self.sock.connect(path)
+
+        conn = UnixConnection("docker")
+        try:
+            conn.request("POST", f"/v1.41/containers/create?name={name}", body=create,
+                         headers={"Content-Type": "application/json"})
+            assert conn.getresponse().status == 201
+        finally:
+            conn.close()
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
