@@ -154,6 +154,7 @@ def _files(kind: str, rootfs_cls) -> tuple[Any, str]:
         # patronictl reads the generated Patroni configuration without arguments.
         for home in ("root", "home/postgres"):
             fs.links[f"{home}/.config/patroni/patronictl.yaml"] = "/run/postgres.yml"
+        fs.links["home/postgres/postgres.yml"] = "/run/postgres.yml"  # (and /var/tmp -> /run/tmp: rootfs.py)
         return fs, SPILO_DOCKERFILE
     if kind == "haproxy":
         fs.add("/usr/local/bin/docker-entrypoint.sh", (IMAGES / "haproxy-entrypoint.sh").read_bytes(), 0o755)

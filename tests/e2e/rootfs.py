@@ -70,6 +70,9 @@ class Recipe:
     users: tuple[tuple[str, int, int, str, str], ...] = ()
     #: dpkg path excludes on top of COMMON_EXCLUDES.
     excludes: tuple[str, ...] = ()
+    #: (path, target): a path of the installed system replaced by a symlink (as the upstream
+    #: image's build does), e.g. a directory moved to a tmpfs.
+    links: tuple[tuple[str, str], ...] = ()
     #: False for a suite whose Release file our mirror serves past its Valid-Until (sid).
     check_valid_until: bool = True
     why: str = ""
@@ -84,6 +87,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            # ~330 MB rootfs): PostgreSQL runs without JIT when llvmjit.so is absent.
            excludes=("/usr/lib/x86_64-linux-gnu/libLLVM*", "/usr/lib/x86_64-linux-gnu/libz3*",
                      "/usr/lib/postgresql/*/lib/llvmjit*", "/usr/lib/postgresql/*/lib/bitcode/*"),
+           # Spilo's build links /var/tmp to $RW_DIR/tmp: with a read-only root and a tmpfs on
+           # /run it is the only temporary directory (Patroni's initdb writes its password file
+           # there through Python's tempfile).
+           links=(("/var/tmp", "/run/tmp"),),
            why="PostgreSQL 17, Patroni, curl and psql, postgres as 101:103 like Spilo"),
     Recipe("valkey", "trixie", ("valkey-server", "valkey-tools"),
            users=(("valkey", 999, 999, "/var/lib/valkey", "/usr/sbin/nologin"),),
@@ -142,9 +149,22 @@ done
 """
 
 
+#: Runs with the rootfs as $1 after the packages are installed: replaces each path by a symlink.
+#: Arguments after $1: path target, repeated.
+LINK_HOOK = r"""
+set -eu
+root=$1; shift
+while [ $# -ge 2 ]; do
+    rm -rf "$root$1"
+    ln -s "$2" "$root$1"
+    shift 2
+done
+"""
+
+
 def recipe_key(recipe: Recipe) -> str:
     doc = {"v": RECIPE_VERSION, "recipe": asdict(recipe), "common": COMMON_EXCLUDES,
-           "hooks": [RESERVE_HOOK, RENUMBER_HOOK]}
+           "hooks": [RESERVE_HOOK, RENUMBER_HOOK, LINK_HOOK]}
     doc["recipe"].pop("why")
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -243,6 +263,9 @@ def mmdebstrap_argv(recipe: Recipe, mode: str, exe: str, out: Path, mirror: str)
     if recipe.users:
         argv.append("--essential-hook=sh -c " + _quote(RESERVE_HOOK) + " reserve \"$1\" " + " ".join(ids))
         argv.append("--customize-hook=sh -c " + _quote(RENUMBER_HOOK) + " renumber \"$1\" " + " ".join(ids))
+    if recipe.links:
+        pairs = " ".join(_quote(x) for link in recipe.links for x in link)
+        argv.append("--customize-hook=sh -c " + _quote(LINK_HOOK) + " link \"$1\" " + pairs)
     argv += [recipe.suite, str(out), mirror]
     return argv
 
