@@ -188,7 +188,7 @@ def _set_owners(model: Model, engine: Engine, fixes: list[tuple[DataDir, Path]])
             os.chmod(path, d.mode)
     if not chown:
         return set()
-    if os.geteuid() == 0 and engine.root_is_host_root:
+    if os.geteuid() == 0:  # root here may give any host owner, whatever the engine maps
         for d, path in chown:
             owner = host_owner(d, engine)
             assert owner is not None
@@ -196,10 +196,14 @@ def _set_owners(model: Model, engine: Engine, fixes: list[tuple[DataDir, Path]])
             os.chmod(path, d.mode)
         return {d for d, _ in chown}
     mounts = [(path, f"/mnt/{i}") for i, (_, path) in enumerate(chown)]
-    script = " && ".join(
-        f"chown {d.owner[0]}:{d.owner[1]} /mnt/{i} && chmod {d.mode:o} /mnt/{i}"  # type: ignore[index]
-        for i, (d, _) in enumerate(chown))
-    enginelib.helper(model.helper_image, script, mounts, caps=("CHOWN", "FOWNER"))
+    # Rootful and rootless engines map the container ids themselves; a userns-remap engine's
+    # containers cannot chown the user's directory (its owner is not in the remapped range),
+    # so the helper runs in the host's user namespace and is given the host ids.
+    host = engine.kind == enginelib.USERNS
+    owners = [host_owner(d, engine) if host else d.owner for d, _ in chown]
+    script = " && ".join(f"chown {o[0]}:{o[1]} /mnt/{i} && chmod {d.mode:o} /mnt/{i}"  # type: ignore[index]
+                         for i, ((d, _), o) in enumerate(zip(chown, owners, strict=True)))
+    enginelib.helper(model.helper_image, script, mounts, caps=("CHOWN", "FOWNER"), host_userns=host)
     return {d for d, _ in chown}
 
 

@@ -396,10 +396,17 @@ def unprivileged_port_start(engine: Engine) -> int:
 
 
 def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], *, user: str = "0:0",
-                   caps: Sequence[str] = ()) -> list[str]:
-    """``docker run`` of a short-lived helper: no network, only ``caps``, ``mounts`` bound."""
+                   caps: Sequence[str] = (), host_userns: bool = False) -> list[str]:
+    """``docker run`` of a short-lived helper: no network, only ``caps``, ``mounts`` bound.
+
+    ``host_userns`` runs it in the host's user namespace (``--userns=host``), which only a
+    userns-remap engine needs: its containers' root may not chown a file whose owner is not
+    mapped into the remapped range (the user's own new directory).
+    """
     args = ["docker", "run", "--rm", "--network", "none", "--user", user, "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges", "--entrypoint", "/bin/sh"]
+    if host_userns:
+        args.append("--userns=host")
     for cap in caps:
         args += ["--cap-add", cap]
     for source, target in mounts:
@@ -408,9 +415,11 @@ def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], 
 
 
 def helper(image: str, script: str, mounts: Sequence[tuple[Path, str]], *, user: str = "0:0",
-           caps: Sequence[str] = (), timeout: float = 300, check: bool = True) -> runner.Result:
+           caps: Sequence[str] = (), timeout: float = 300, check: bool = True, host_userns: bool = False
+           ) -> runner.Result:
     """Run ``script`` with ``sh`` in a helper container; with ``check``, a failure raises."""
-    res = runner.run(helper_command(image, script, mounts, user=user, caps=caps), timeout=timeout)
+    res = runner.run(helper_command(image, script, mounts, user=user, caps=caps, host_userns=host_userns),
+                     timeout=timeout)
     if check and not res.ok:
         raise helper_error(image, res)
     return res
