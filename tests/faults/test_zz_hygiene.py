@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from conftest import unavailable  # tests/conftest.py
+from conftest import isolated_repo_copy, unavailable  # tests/conftest.py
 
 from .support import LEDGER, make_mini, remove_network, run
 
@@ -30,6 +30,16 @@ def test_no_output_contains_a_secret_value(tmp_path, docker):
         assert run(project, "secrets").returncode != 0  # an error paragraph
     finally:
         remove_network(net)
+    # `invoke urls` names the file of every password (never a value), on the repository's own
+    # stack, where every routed service has a login and the TCP entry points a connection string.
+    repo, networks = isolated_repo_copy(tmp_path / "repo")
+    try:
+        assert run(repo, "bootstrap", "--json").returncode == 0
+        for args in (("urls",), ("urls", "--json"), ("status", "--json")):
+            run(repo, *args)
+    finally:
+        for name in networks:
+            remove_network(name)
     LEDGER.harvest(tmp_path)
     values = [v for v in LEDGER.secret_values if len(v) >= 12]
     assert values, "no secret value was harvested: the scan would prove nothing"
