@@ -45,8 +45,8 @@ import secrets as _secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import compose, fsutil
 from . import dirs as dirslib
-from . import fsutil
 from .compose import Model
 from .datastate import DirState
 from .errors import ToolkitError
@@ -96,9 +96,10 @@ def declarations(model: Model) -> list[Baked]:
         for name in model.x(svc).get("baked-secrets") or []:
             secret = model.secrets.get(name)
             if not secret or not secret.get("file"):
+                file = compose.raw_services(model.project_dir).get(svc, (compose.COMPOSE_FILE, {}))[0]
                 raise ToolkitError(
                     f"service {svc} declares baked secret {name!r}, which is not a file secret of the stack",
-                    where=f"services.{svc}.x-readiness.baked-secrets",
+                    where=f"{file} (services.{svc}.x-readiness.baked-secrets)",
                     fix=f"use a name from the top-level secrets: registry ({', '.join(sorted(model.secrets))})")
             by_secret.setdefault(name, []).append(svc)
     data = dirslib.data_dirs(model)

@@ -227,3 +227,14 @@ def test_unreadable_data_is_read_through_one_helper_and_cached(repo):
     clear_data(etcd)
     unknown = datastate.probe(repo, [etcd], engine, "readiness-test/no-such-image:0", readable=lambda p: False)
     assert unknown[etcd].empty is None and unknown[etcd].has_data and unknown[etcd].error
+
+
+def test_a_baked_secret_that_is_not_in_the_registry_is_named(mini):
+    compose = mini / "infra/01-web/docker-compose.yml"
+    compose.write_text(compose.read_text().replace('      user: "472:0"\n',
+                                                   '      user: "472:0"\n      baked-secrets: [web_pasword]\n'))
+    for task in ("bootstrap", "preflight"):
+        result = run_invoke(mini, task)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "baked secret 'web_pasword'" in result.stderr and "web_password" in result.stderr
+        assert "infra/01-web/docker-compose.yml (services.web.x-readiness.baked-secrets)" in result.stderr
