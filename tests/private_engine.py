@@ -9,6 +9,7 @@ cgroup isn't mounted"). Needs root and dockerd (CI pass 1 has both).
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -25,9 +26,12 @@ from e2e.stack import clean_env
 class PrivateEngine:
     """``dockerd <extra args>`` in a namespace of its own; ``env`` points a CLI at it."""
 
-    def __init__(self, why: str, *extra: str) -> None:
+    def __init__(self, why: str, *extra: str, dockerd: str | None = None) -> None:
+        """``dockerd``: another engine binary (its directory goes first on PATH, for its
+        docker-proxy and docker-init); default: the machine's."""
         require_root(why)
-        self.tools = {name: require_tool(name, why) for name in ("dockerd", "ip", "nsenter")}
+        self.tools = {name: require_tool(name, why) for name in ("ip", "nsenter")}
+        self.tools["dockerd"] = dockerd or require_tool("dockerd", why)
         self.extra = extra
         self.root = Path(tempfile.mkdtemp(prefix="rde-", dir="/tmp"))  # short: socket paths are limited
         self.root.chmod(0o711)  # a userns-remap engine's root must traverse to its graph root
@@ -50,9 +54,11 @@ class PrivateEngine:
                 "--pidfile", str(self.root / "docker.pid"), "-H", f"unix://{self.sock}", "--iptables=false",
                 "--storage-driver=vfs", "--shutdown-timeout=2", "--default-address-pool", "base=10.214.0.0/16,size=24",
                 *self.extra]
+        bindir = str(Path(self.tools["dockerd"]).parent)
+        env = {**os.environ, "PATH": f"{bindir}:{bindir.replace('/sbin', '/bin')}:{os.environ.get('PATH', '')}"}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True, env=env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.proc.poll() is None:
             if self.docker("info", timeout=10).returncode == 0:
