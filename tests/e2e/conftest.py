@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import unavailable
 from helper_image import ensure_helper_image
 
 from .stack import ALERTMANAGER_BIN, BUSYBOX, PROMETHEUS_BIN, E2EError, Stack, traefik_binary
@@ -35,7 +36,7 @@ def _require_tools() -> None:
     except E2EError as exc:
         missing.append(str(exc))
     if missing:
-        pytest.fail("the e2e suite needs: " + "; ".join(missing) + " (apt-get install busybox-static prometheus "
+        unavailable("the e2e suite needs: " + "; ".join(missing) + " (apt-get install busybox-static prometheus "
                     "prometheus-alertmanager mkcert; pip install -e .[e2e])")
     # The toolkit's helper containers (data directories owned through the engine, as a
     # non-root user or on a rootless engine): built locally when the engine lacks the image.
