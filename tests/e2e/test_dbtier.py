@@ -235,7 +235,11 @@ def test_leader_stopped_replica_promoted_haproxy_follows_health_names_member(run
     assert health.returncode == 1, out(health)
     checks = {(c["service"], c["kind"]): c for c in json.loads(health.stdout)["checks"]}
     failing = {k: c["detail"] for k, c in checks.items() if not c["ok"]}
-    assert set(failing) == {(leader, "container")}, failing
+    # The stopped member is named, and it is the only container or database-tier check that
+    # fails. (HTTPS probes of unrelated services through Traefik are test_stack's subject: on
+    # a loaded 2-core machine one may time out at 5 s.)
+    tier = {*db.MEMBERS, "etcd", "haproxy", "postgres-init"}
+    assert {k for k in failing if k[1] == "container" or k[0] in tier} == {(leader, "container")}, failing
     assert failing[(leader, "container")].startswith("container exited"), failing
     assert checks[("haproxy", "container")]["ok"] and checks[("haproxy", "tcp")]["ok"]
     assert checks[(replica, "container")]["detail"] == "healthy"
