@@ -26,6 +26,8 @@ valkey      valkey/valkey                                  ``docker-entrypoint.s
                                                            valkey-cli; workdir /data
 ==========  ============================================  ==========================================
 
+The choice is by the upstream repository name, so every service on an ``haproxy`` image (the
+gateway's Docker API proxy too) runs the real HAProxy with its own shipped configuration.
 Versions are Debian's (etcd 3.5.16, PostgreSQL 17, Patroni 4.0.7, Valkey 8.1.1; HAProxy 3.2
 from unstable), not the pinned ones; the override (``service_override``) swaps the image and
 shortens the healthcheck interval, nothing else.
