@@ -130,3 +130,19 @@ def test_helper_script_lines_are_parsed_back():
     script = datastate.helper_script(2)
     assert "/mnt/1/*/*/PG_VERSION" in script and script.count("ls -A") == 2
     assert datastate.parse_helper("0 1 \n1 0 17\nnoise\n5 0 16\n", 2) == {0: (True, None), 1: (False, "17")}
+
+
+def test_external_network_driver_and_scope(mini_model):
+    """Drivers this engine cannot create (macvlan, ipvlan: "operation not supported" here) and the
+    swarm scope; the internal bridge is injected for real in test_preflight_findings."""
+    name = next(iter(checks_engine.networks.external(mini_model)))
+    facts = Facts(engine=engine_of(enginelib.ROOTFUL))
+    cases = (({"driver": "macvlan", "scope": "local", "internal": "false"}, ["driver macvlan"]),
+             ({"driver": "overlay", "scope": "swarm", "internal": "false"}, ["driver overlay", "scope swarm"]))
+    for net, words in cases:
+        facts.networks = {name: net}
+        [f] = checks_engine.check_network_kind(mini_model, facts)
+        assert f.id == "network.mismatch" and name in f.message and all(w in f.message for w in words)
+        assert "web" in f.message and "proxy" in f.message
+    facts.networks = {name: {"driver": "bridge", "scope": "local", "internal": "false"}}
+    assert checks_engine.check_network_kind(mini_model, facts) == []
