@@ -165,11 +165,12 @@ def probe(project_dir: Path, paths: Iterable[Path], engine: Engine | None, helpe
     if engine is None or engine.kind == enginelib.REMOTE or not helper_image:
         why = "not readable by this user, and no local engine to look through"
     else:
-        mounts = [(path, f"/mnt/{i},readonly") for i, (path, _) in enumerate(pending)]  # --mount takes the option
+        mounts = [(path, f"/mnt/{i}") for i, (path, _) in enumerate(pending)]
         try:
             # userns-remap: in the host's user namespace, so that files of unmapped owners can be read too
             res = enginelib.helper(helper_image, helper_script(len(pending)), mounts, caps=("DAC_READ_SEARCH",),
-                                   timeout=120, check=False, host_userns=engine.kind == enginelib.USERNS)
+                                   timeout=120, check=False, host_userns=engine.kind == enginelib.USERNS,
+                                   readonly=True)
         except ToolkitError as exc:
             res, why = None, exc.message
         answers = parse_helper(res.stdout, len(pending)) if res is not None and res.ok else {}

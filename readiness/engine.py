@@ -396,12 +396,13 @@ def unprivileged_port_start(engine: Engine) -> int:
 
 
 def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], *, user: str = "0:0",
-                   caps: Sequence[str] = (), host_userns: bool = False) -> list[str]:
+                   caps: Sequence[str] = (), host_userns: bool = False, readonly: bool = False) -> list[str]:
     """``docker run`` of a short-lived helper: no network, only ``caps``, ``mounts`` bound.
 
     ``host_userns`` runs it in the host's user namespace (``--userns=host``), which only a
     userns-remap engine needs: its containers' root may not chown a file whose owner is not
-    mapped into the remapped range (the user's own new directory).
+    mapped into the remapped range (the user's own new directory). ``readonly`` mounts every
+    directory read-only (a helper that only looks).
     """
     args = ["docker", "run", "--rm", "--network", "none", "--user", user, "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges", "--entrypoint", "/bin/sh"]
@@ -410,16 +411,16 @@ def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], 
     for cap in caps:
         args += ["--cap-add", cap]
     for source, target in mounts:
-        args += ["--mount", f"type=bind,source={source},target={target}"]
+        args += ["--mount", f"type=bind,source={source},target={target}" + (",readonly" if readonly else "")]
     return [*args, image, "-c", script]
 
 
 def helper(image: str, script: str, mounts: Sequence[tuple[Path, str]], *, user: str = "0:0",
-           caps: Sequence[str] = (), timeout: float = 300, check: bool = True, host_userns: bool = False
-           ) -> runner.Result:
+           caps: Sequence[str] = (), timeout: float = 300, check: bool = True, host_userns: bool = False,
+           readonly: bool = False) -> runner.Result:
     """Run ``script`` with ``sh`` in a helper container; with ``check``, a failure raises."""
-    res = runner.run(helper_command(image, script, mounts, user=user, caps=caps, host_userns=host_userns),
-                     timeout=timeout)
+    res = runner.run(helper_command(image, script, mounts, user=user, caps=caps, host_userns=host_userns,
+                                    readonly=readonly), timeout=timeout)
     if check and not res.ok:
         raise helper_error(image, res)
     return res
