@@ -326,14 +326,16 @@ def no_new_privileges_problems(services: dict[str, dict[str, Any]]) -> list[str]
 
 def capability_problems(services: dict[str, dict[str, Any]], notes: Notes) -> list[str]:
     """Every service drops every capability and adds back exactly its pinned ones (CAP_ADD),
-    each with a reason beside it; at most two services may keep Docker's defaults, with one."""
+    each with a reason beside it. At most two services may keep Docker's defaults instead
+    (KEEP_DEFAULT_CAPS), each with its reason beside its ``security_opt`` (it has no cap key)."""
     out = []
     if len(KEEP_DEFAULT_CAPS) > 2:
         out.append(f"{len(KEEP_DEFAULT_CAPS)} services keep Docker's default capabilities (2 at most)")
     for svc, spec in sorted(services.items()):
         if svc in KEEP_DEFAULT_CAPS:
             if spec.get("cap_drop") or spec.get("cap_add") or not notes.key_reason(svc, "security_opt"):
-                out.append(f"{svc}: keeps Docker's defaults only with no cap_drop/cap_add and its reason beside it")
+                out.append(f"{svc}: keeping Docker's defaults means no cap_drop/cap_add, and the reason as a comment "
+                           "beside its security_opt")
             continue
         if "ALL" not in _caps(spec.get("cap_drop")):
             out.append(f"{svc}: keeps Docker's default capabilities (no `cap_drop: [ALL]`)")
