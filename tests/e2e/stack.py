@@ -34,7 +34,7 @@ import yaml
 
 from readiness.engine import socket_path
 
-from . import realdb
+from . import realdb, rootfs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -437,7 +437,24 @@ def build_images(model: dict[str, Any]) -> Images:
         # image, so the override does not need a `user:` key.
         per_service[svc] = build(f"standin-{svc}", None, f"FROM {base}\nUSER {user}\n")
     real = realdb.build_images(model, build, RootFS) if realdb.enabled() else {}
+    # Traefik's Docker API proxy runs the real HAProxy even when the database tier runs
+    # stand-ins (READINESS_E2E_REAL_DB=0, the cold-boot benchmark): a stand-in cannot proxy
+    # the API, and Traefik would find no route. It needs the haproxy rootfs only.
+    for svc in socket_proxies(model):
+        if svc not in real:
+            try:
+                real.update(realdb.build_images({"services": {svc: model["services"][svc]}}, build, RootFS))
+            except rootfs.Unavailable as exc:
+                raise E2EError(f"{svc} (Traefik's Docker API proxy) runs the real HAProxy, and {exc}") from exc
     return Images(traefik, prometheus, alertmanager, standin, tls_standin, per_service, real)
+
+
+def socket_proxies(model: dict[str, Any]) -> list[str]:
+    """Services that mount the Docker socket with the HAProxy image: the read-only API proxy."""
+    return sorted(svc for svc, spec in model["services"].items()
+                  if realdb.kind_of(str(spec.get("image", ""))) == "haproxy"
+                  and any(v.get("target") in ("/var/run/docker.sock", "/run/docker.sock")
+                          for v in spec.get("volumes") or []))
 
 
 # ------------------------------------------------------------------ host limits
