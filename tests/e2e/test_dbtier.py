@@ -224,6 +224,12 @@ def test_leader_stopped_replica_promoted_haproxy_follows_health_names_member(run
         return token
     during = db.wait_for("a write through HAProxy", write, timeout=60)
     stack.events.append(f"graceful stop of the leader: writes resumed after {time.monotonic() - t0:.1f} s")
+    # And they keep working: each on a new connection, for 5 s after the first. (HAProxy holds
+    # the old leader UP until its checks fail `fall` times while the new one is UP already;
+    # without observe/redispatch in haproxy.cfg every other connection failed meanwhile.)
+    for _ in range(20):
+        write()
+        time.sleep(0.25)
     (in_recovery, addr), = db.query(stack, "SELECT pg_is_in_recovery(), host(inet_server_addr())")
     assert in_recovery is False and addr == member_ip(stack, replica)
     assert db.haproxy_servers(stack)[replica] == "UP"
