@@ -501,7 +501,8 @@ def settle_routes(model: Model, timeout: float = ROUTE_SETTLE_SECONDS,
     keeps its route, so an ``up`` that changed nothing waits for nothing.
     Returns the endpoints that still fail. Not a failure of ``up``: the containers are
     healthy, and `invoke health` is where a wrong route is reported. Only "Traefik answered
-    but has no route yet" is waited for; a refused connection or a TLS error is not.
+    but has no route yet" is waited for; a refused connection or a TLS error is not. A line
+    names what is still waited for every few seconds (progress, like the rest of ``up``).
     """
     from .preflight import root_ca
 
@@ -510,13 +511,18 @@ def settle_routes(model: Model, timeout: float = ROUTE_SETTLE_SECONDS,
                if ep.kind == "https" and (services is None or ep.service in services)]
     deadline = time.monotonic() + timeout
     last: dict[str, health.Check] = {}
+    said = time.monotonic()
     while pending:
         with ThreadPoolExecutor(max_workers=len(pending)) as pool:
-            checks = list(pool.map(lambda ep: health.probe(ep, ca), pending))
+            checks = list(pool.map(lambda ep: health.probe(ep, ca, timeout=2.0), pending))
         last.update((c.target, c) for c in checks)
         pending = [ep for ep, c in zip(pending, checks, strict=True) if _not_routed_yet(c)]
         if not pending or time.monotonic() >= deadline:
             break
+        if time.monotonic() - said >= 2.5:
+            waiting = ", ".join(sorted({ep.service for ep in pending}))
+            output.current().say("up", f"waiting for Traefik to route {waiting}")
+            said = time.monotonic()
         time.sleep(0.2)
     return sorted((c for c in last.values() if not c.ok), key=health.Check.sort_key)
 
