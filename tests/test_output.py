@@ -23,24 +23,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO, invoke_env, run_invoke
 from helper_image import ensure_helper_image
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
+from jsonschemas import validator
 
 from readiness import output
 
-SCHEMAS = REPO / "schemas"
 ESCAPE = re.compile(r"\x1b\[")
-
-
-def validator(name: str) -> Draft202012Validator:
-    """A validator for ``schemas/<name>.schema.json`` that resolves the other schema files by name."""
-    resources = []
-    for path in sorted(SCHEMAS.glob("*.schema.json")):
-        doc = json.loads(path.read_text())
-        Draft202012Validator.check_schema(doc)
-        resources += [(path.name, Resource.from_contents(doc)), (doc["$id"], Resource.from_contents(doc))]
-    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-    return Draft202012Validator(schema, registry=Registry().with_resources(resources))
 
 
 def document(res, schema: str, code: int) -> dict:

@@ -17,6 +17,7 @@ machine's: these scenarios run on the rootful engine (CI passes 1 and 2).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jsonschemas import validator
 
 from readiness import engine as enginelib
 
@@ -148,6 +150,10 @@ def test_slow_registry_cold_boot_waits_for_the_pull_and_reports_progress(pulled)
     assert "Where the stack lives" in "\n".join(line for _, line in lines), text
     health = stack.invoke("health", "--json", timeout=120)
     assert health.returncode == 0, out(health)
+    # The success document of a real health check validates against its schema (issue #15).
+    doc = json.loads(health.stdout)
+    assert doc["ok"] is True and not list(validator("checks").iter_errors(doc))
+    assert {c["kind"] for c in doc["checks"]} == {"container", "https", "tcp"}
 
 
 def test_registry_stack_files_are_the_shipped_ones(pulled):
