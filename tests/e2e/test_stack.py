@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .stack import SWAPPABLE, Stack, data_dirs, image_kind, one_shot_services, x_readiness
+from .stack import SWAPPABLE, Stack, data_dirs, image_kind, one_shot_services, socket_proxies, x_readiness
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -72,7 +72,10 @@ def expected_endpoints(stack: Stack, model: dict) -> dict[tuple[str, str], tuple
 
 
 def standin_services(model: dict) -> list[str]:
-    return sorted(s for s, spec in model["services"].items() if not image_kind(str(spec.get("image", ""))))
+    """Services the busybox stand-ins replace (the Docker API proxy always runs the real HAProxy)."""
+    proxies = set(socket_proxies(model))
+    return sorted(s for s, spec in model["services"].items()
+                  if not image_kind(str(spec.get("image", ""))) and s not in proxies)
 
 
 def boot_lines(stack: Stack, model: dict) -> dict[str, int]:
