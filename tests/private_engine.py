@@ -44,11 +44,13 @@ class PrivateEngine:
             res = subprocess.run([self.tools["ip"], *args], capture_output=True, text=True)
             assert res.returncode == 0, f"ip {' '.join(args)}: {res.stderr}"
 
-    def docker(self, *args: str, timeout: float = 120, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    def docker(self, *args: str, timeout: float = 120, stdin: bytes | None = None,
+               text: bool = False) -> subprocess.CompletedProcess:
         return subprocess.run(["docker", *args], capture_output=True, timeout=timeout, env=clean_env(self.env),
-                              input=stdin)
+                              input=stdin, text=text)
 
     def start(self) -> None:
+        """Start (or start again) the engine and wait until it answers."""
         args = [self.tools["nsenter"], f"--net=/var/run/netns/{self.netns}", self.tools["dockerd"],
                 "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                 "--pidfile", str(self.root / "docker.pid"), "-H", f"unix://{self.sock}", "--iptables=false",
@@ -75,11 +77,11 @@ class PrivateEngine:
         loaded = self.docker("image", "load", "-q", stdin=saved.stdout, timeout=300)
         assert loaded.returncode == 0, loaded.stderr
 
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            running = self.docker("ps", "-aq").stdout.split()
-            if running:
-                self.docker("rm", "-f", *[r.decode() for r in running])
+    def stop(self) -> None:
+        """Stop the engine, keeping its state (``start`` brings it back with the same containers)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=60)
@@ -87,6 +89,14 @@ class PrivateEngine:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
         self.proc = None
+
+    def close(self) -> None:
+        """Remove its containers, stop it, and remove everything it made (namespace, data root)."""
+        if self.proc is not None and self.proc.poll() is None:
+            running = PrivateEngine.docker(self, "ps", "-aq", text=True).stdout.split()
+            if running:
+                PrivateEngine.docker(self, "rm", "-f", *running)
+        self.stop()
         subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True)
         subprocess.run([self.tools["ip"], "netns", "delete", self.netns], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)

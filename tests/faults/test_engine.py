@@ -20,16 +20,14 @@ healthchecks run every second; nothing of the toolkit is mocked.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, clean_env, require_root, require_tool  # tests/conftest.py
+from conftest import FIXTURES, clean_env, require_tool  # tests/conftest.py
 from helper_image import default_helper_image, ensure_helper_image
+from private_engine import PrivateEngine
 
 from .support import LEDGER, cli_env, failure_problems, invoke_argv, make_mini, remove_network, run, snapshot
 
@@ -49,66 +47,15 @@ services:
 WHY = "the engine faults run a second Docker engine in a network namespace of its own"
 
 
-class Engine:
-    """A private dockerd in its own network namespace that can be stopped and started again."""
+class Engine(PrivateEngine):
+    """The module's second engine (tests/private_engine.py): no bridge of its own, stopped and
+    started again by the tests; its log goes to the ledger's output scan."""
 
     def __init__(self) -> None:
-        require_root(WHY)
-        self.tools = {name: require_tool(name, WHY) for name in ("dockerd", "ip", "nsenter")}
-        self.root = Path(tempfile.mkdtemp(prefix="rdf-", dir="/tmp"))  # short: socket paths are limited
-        self.sock = self.root / "docker.sock"
-        self.env = {"DOCKER_HOST": f"unix://{self.sock}"}
-        self.proc: subprocess.Popen | None = None
-        self.log = self.root / "dockerd.log"
-        self.netns: str | None = None
+        super().__init__(WHY, "--bridge=none", "--ip-masq=false", "--cgroup-parent=/readiness-faults")
 
     def docker(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
-                              env=clean_env(self.env))
-
-    def make_netns(self) -> None:
-        name = f"readiness-faults-{uuid.uuid4().hex[:8]}"
-        res = subprocess.run([self.tools["ip"], "netns", "add", name], capture_output=True, text=True)
-        assert res.returncode == 0, f"ip netns add {name}: {res.stderr}"
-        self.netns = name
-        # Published ports bind to 127.0.0.1 inside the namespace: its loopback must be up.
-        res = subprocess.run([self.tools["ip"], "-n", name, "link", "set", "lo", "up"], capture_output=True,
-                             text=True)
-        assert res.returncode == 0, f"ip -n {name} link set lo up: {res.stderr}"
-
-    def start(self) -> None:
-        if self.netns is None:
-            self.make_netns()
-        args = [self.tools["nsenter"], f"--net=/var/run/netns/{self.netns}", self.tools["dockerd"],
-                "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
-                "--pidfile", str(self.root / "docker.pid"), "-H", f"unix://{self.sock}", "--bridge=none",
-                "--iptables=false", "--ip-masq=false", "--storage-driver=vfs", "--shutdown-timeout=2",
-                "--default-address-pool", "base=10.213.0.0/16,size=24", "--cgroup-parent=/readiness-faults"]
-        with open(self.log, "ab") as log:  # nsenter execs dockerd: the pid is dockerd's
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if self.docker("info", "--format", "{{.ServerVersion}}", timeout=10).returncode == 0:
-                return
-            time.sleep(0.3)
-        tail = self.log.read_text(errors="replace")[-2000:]
-        self.stop()
-        pytest.fail(f"the second dockerd did not come up:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        self.proc = None
+        return super().docker(*args, timeout=timeout, text=True)
 
     def build_busybox(self) -> None:
         busybox = Path(require_tool("busybox", "the second engine's test image is built from the static busybox "
@@ -124,13 +71,8 @@ class Engine:
         ensure_helper_image(default_helper_image(FIXTURES / "mini" / ".env.example"), env=clean_env(self.env))
 
     def close(self) -> None:
-        self.stop()
         LEDGER.output("second dockerd log", self.log.read_text(errors="replace") if self.log.exists() else "")
-        subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True)
-        if self.netns is not None:
-            subprocess.run([self.tools["ip"], "netns", "delete", self.netns], capture_output=True)
-            self.netns = None
-        shutil.rmtree(self.root, ignore_errors=True)
+        super().close()
 
 
 @pytest.fixture(scope="module")
