@@ -44,6 +44,10 @@ class DataDir:
     target: str
     owner: tuple[int, int] | None  # container uid:gid that must write it
     mode: int
+    #: The writer is the service's own root user and keeps CAP_DAC_OVERRIDE (Spilo, whose
+    #: entrypoint then gives the directory to its database user itself): it can write a
+    #: directory the user owns, so the directory is left to the user.
+    dac_override: bool = False
 
 
 def data_dirs(model: Model) -> list[DataDir]:
@@ -60,7 +64,9 @@ def data_dirs(model: Model) -> list[DataDir]:
                 continue
             if source.exists() and not source.is_dir():
                 continue  # a file mount (configuration), not a data directory
-            out.setdefault(source, DataDir(svc, source, str(vol.get("target", "")), model.data_owner(svc), mode))
+            owner = model.data_owner(svc)
+            dac = (owner == (0, 0) and not model.x(svc).get("data-owner") and model.has_cap(svc, "DAC_OVERRIDE"))
+            out.setdefault(source, DataDir(svc, source, str(vol.get("target", "")), owner, mode, dac))
     return [out[k] for k in sorted(out)]
 
 
@@ -77,7 +83,7 @@ def usable(d: DataDir, engine: Engine) -> str | None:
     if d.owner is None or not engine.ownership_matters:
         return None
     st = d.path.stat()
-    if enginelib.permits(engine, (st.st_uid, st.st_gid, st.st_mode), *d.owner, 0o3):
+    if enginelib.permits(engine, (st.st_uid, st.st_gid, st.st_mode), *d.owner, 0o3, dac_override=d.dac_override):
         return None
     seen = engine.container_uid(st.st_uid)
     as_seen = f" (uid {seen} in a container)" if seen is not None and seen != st.st_uid else \
@@ -182,7 +188,7 @@ def _set_owners(model: Model, engine: Engine, fixes: list[tuple[DataDir, Path]])
     engine's user namespace can give.
     """
     chown = [(d, p) for d, p in fixes if d.owner and engine.ownership_matters and host_owner(d, engine)
-             and _current_owner(p) != host_owner(d, engine)]
+             and _current_owner(p) != host_owner(d, engine) and not _writable_as_is(d, p, engine)]
     for d, path in fixes:
         if (d, path) not in chown:
             os.chmod(path, d.mode)
@@ -205,6 +211,14 @@ def _set_owners(model: Model, engine: Engine, fixes: list[tuple[DataDir, Path]])
                          for i, ((d, _), o) in enumerate(zip(chown, owners, strict=True)))
     enginelib.helper(model.helper_image, script, mounts, caps=("CHOWN", "FOWNER"), host_userns=host)
     return {d for d, _ in chown}
+
+
+def _writable_as_is(d: DataDir, path: Path, engine: Engine) -> bool:
+    """A root writer that keeps DAC_OVERRIDE can use the user's directory: no chown needed."""
+    if not d.dac_override or d.owner is None:
+        return False
+    st = path.stat()
+    return enginelib.permits(engine, (st.st_uid, st.st_gid, d.mode), *d.owner, 0o3, dac_override=True)
 
 
 def _current_owner(path: Path) -> tuple[int, int]:

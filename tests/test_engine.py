@@ -205,7 +205,8 @@ def test_each_service_can_write_its_data_dir_from_inside_a_container(repo):
     assert len(dirs) >= 9
     for d in dirs:
         owner = f"{d.owner[0]}:{d.owner[1]}" if d.owner else "0:0"
-        res = subprocess.run(["docker", "run", "--rm", "--network", "none", "--user", owner, "--cap-drop", "ALL",
+        caps = ["--cap-drop", "ALL"] + (["--cap-add", "DAC_OVERRIDE"] if d.dac_override else [])
+        res = subprocess.run(["docker", "run", "--rm", "--network", "none", "--user", owner, *caps,
                               "-v", f"{d.path}:/data", "--entrypoint", "/bin/sh", image, "-c",
                               "echo probe > /data/.probe && cat /data/.probe && rm /data/.probe"],
                              capture_output=True, text=True, timeout=120)
