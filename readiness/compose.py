@@ -431,8 +431,14 @@ def _is_model_error(stderr: str) -> bool:
     )) and "is not a docker command" not in stderr
 
 
+#: Variables Compose itself provides for interpolation (from ``-p``, the environment or the
+#: top-level ``name:``): referenced by the stack, but never a user's to set in ``.env``.
+COMPOSE_BUILTINS = frozenset({"COMPOSE_PROJECT_NAME"})
+
+
 def variables(model: Model) -> dict[str, Variable]:
-    """Every variable the stack references (``docker compose config --variables``)."""
+    """Every variable the stack references (``docker compose config --variables``), but for
+    the ones Compose provides itself (:data:`COMPOSE_BUILTINS`)."""
     assert model.cli is not None
     res = runner.run([*_base(model.cli.argv, model.project_dir), "--variables", "--format", "json"],
                      cwd=model.project_dir)
@@ -440,7 +446,7 @@ def variables(model: Model) -> dict[str, Variable]:
         raise config_error(res, model.project_dir)
     doc = json.loads(res.stdout or "{}")
     return {name: Variable(name, bool(v.get("Required")), v.get("DefaultValue") or None)
-            for name, v in sorted(doc.items())}
+            for name, v in sorted(doc.items()) if name not in COMPOSE_BUILTINS}
 
 
 def raw_services(project_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
