@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import ssl
@@ -31,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from helper_image import default_helper_image
 
+from readiness import engine as enginelib
 from readiness.engine import socket_path
 
 from . import realdb, rootfs
@@ -735,6 +738,46 @@ class Stack:
         finally:
             conn.close()
 
+    # -------------------------------------------------------------- data, through the engine
+
+    def data_sh(self, script: str, *, timeout: float = 120) -> str:
+        """Run ``script`` in a helper container with the clone's ``data/`` at ``/data``.
+
+        A data directory belongs to its service's uid *as the engine maps it*: a contributor
+        who is not root, or the user of a rootless engine, can neither read nor chown it on the
+        host. The toolkit goes through the engine for that reason (``readiness.engine.helper``),
+        and so do the tests: owners are seen as the containers see them, on every engine.
+        """
+        res = enginelib.helper(default_helper_image(), script, [(self.root / "data", "/data")],
+                               caps=("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"), timeout=timeout,
+                               check=False)
+        if not res.ok:
+            raise E2EError(f"helper container failed ({script!r}): {res.stderr.strip()}")
+        return res.stdout
+
+    def _in_data(self, path: Path) -> str:
+        return shlex.quote("/data/" + str(path.relative_to(self.root / "data")))
+
+    def data_owner(self, path: Path) -> str:
+        """``uid:gid`` of ``path`` (under ``data/``) as a container sees it."""
+        return self.data_sh(f"stat -c %u:%g {self._in_data(path)}").strip()
+
+    def data_read(self, path: Path) -> str | None:
+        """The text of ``path`` under ``data/``, or None when it does not exist."""
+        target = self._in_data(path)
+        text = self.data_sh(f"if [ -e {target} ]; then echo y; cat {target}; else echo n; fi")
+        flag, _, body = text.partition("\n")
+        return body if flag == "y" else None
+
+    def data_write(self, path: Path, text: str) -> None:
+        self.data_sh(f"printf %s {shlex.quote(text)} > {self._in_data(path)}")
+
+    def data_chown(self, path: Path, owner: str) -> None:
+        self.data_sh(f"chown {shlex.quote(owner)} {self._in_data(path)}")
+
+    def data_entries(self, path: Path) -> list[str]:
+        return self.data_sh(f"ls -A {self._in_data(path)}").split()
+
     def teardown(self) -> list[str]:
         """Remove containers, volumes and both networks, even after a failure; returns problems."""
         problems = []
@@ -751,4 +794,11 @@ class Stack:
                 res = run(["docker", "network", "rm", net], timeout=60)
                 if res.returncode != 0:
                     problems.append(f"network rm {net}: {res.stderr.strip()}")
+        # The data the services wrote belongs to their uids as the engine maps them: removed
+        # through the engine, so that whoever runs the suite can delete its temp dir.
+        if (self.root / "data").is_dir():
+            try:
+                self.data_sh("rm -rf /data/* /data/.[!.]*", timeout=300)
+            except E2EError as exc:
+                problems.append(f"data removal: {exc}")
         return problems

@@ -8,10 +8,12 @@ this directory for what this proves and what it cannot.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import shlex
 import ssl
 import time
 import uuid
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from readiness import engine as enginelib
 
 from .stack import SWAPPABLE, Stack, data_dirs, image_kind, one_shot_services, socket_proxies, x_readiness
 
@@ -79,13 +83,14 @@ def standin_services(model: dict) -> list[str]:
 
 
 def boot_lines(stack: Stack, model: dict) -> dict[str, int]:
-    """Data dir -> lines its stand-in appended (one per container start)."""
-    out = {}
-    for svc in standin_services(model):
-        for vol in data_dirs(stack.root, model["services"][svc]):
-            marker = Path(vol["source"]) / f".standin-{svc}"
-            out[str(marker.relative_to(stack.root))] = len(marker.read_text().splitlines()) if marker.exists() else 0
-    return out
+    """Data dir -> lines its stand-in appended (one per container start), read through the
+    engine (the files belong to the services' uids, which the host user may not be)."""
+    markers = [Path(vol["source"]) / f".standin-{svc}"
+               for svc in standin_services(model) for vol in data_dirs(stack.root, model["services"][svc])]
+    script = "; ".join(f"echo $(cat {shlex.quote('/data/' + str(m.relative_to(stack.root / 'data')))} "
+                       "2>/dev/null | wc -l)" for m in markers)
+    counts = stack.data_sh(script).split()
+    return {str(m.relative_to(stack.root)): int(n) for m, n in zip(markers, counts, strict=True)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +177,9 @@ def test_fresh_clone_bootstrap_up_health(stack: Stack):
     assert checks[("opensearch", "https")]["detail"] == "HTTP 200"
 
     # Each stand-in really ran as its service's uid, read every secret it mounts and wrote into
-    # every data dir (its log says so, and the files on the host have the expected owner).
+    # every data dir (its log says so, and its file there has the expected owner as the engine
+    # maps it: seen by a container, and on the host through the engine's uid map).
+    engine = enginelib.info()
     for svc in standin_services(model):
         spec = model["services"][svc]
         x = x_readiness(spec)
@@ -184,8 +191,11 @@ def test_fresh_clone_bootstrap_up_health(stack: Stack):
         owner = str(x.get("data-owner") or user)
         for vol in dirs:
             marker = Path(vol["source"]) / f".standin-{svc}"
-            st = marker.stat()
-            assert f"{st.st_uid}:{st.st_gid}" == owner, (svc, marker, owner)
+            assert stack.data_owner(marker) == owner, (svc, marker, owner)
+            with contextlib.suppress(PermissionError):  # a host user may not see into the dir
+                st = marker.stat()
+                uid, gid = (int(x) for x in owner.split(":"))
+                assert (st.st_uid, st.st_gid) == (engine.host_uid(uid), engine.host_gid(gid)), (svc, marker)
 
 
 def test_routing_tls_basic_auth_and_real_backends(running: Stack):
@@ -321,14 +331,14 @@ def test_down_then_up_reuses_secrets_and_data(running: Stack):
     lines_before = boot_lines(stack, model)
     assert lines_before and all(n >= 1 for n in lines_before.values()), lines_before
     marker = stack.root / "data" / "grafana" / f"e2e-{uuid.uuid4().hex[:8]}"
-    marker.write_text("written before down\n")
-    assert any((stack.root / "data" / "prometheus").iterdir())  # the real Prometheus' TSDB
+    stack.data_write(marker, "written before down\n")
+    assert stack.data_entries(stack.root / "data" / "prometheus")  # the real Prometheus' TSDB
     ids_before = {svc: stack.container_id(svc) for svc in model["services"]}
 
     down = stack.invoke("down", timeout=300)
     assert down.returncode == 0, out(down)
     assert stack.ps() == {}, "containers left after invoke down"
-    assert marker.exists()
+    assert stack.data_read(marker) == "written before down\n"
 
     up = stack.invoke("up", "--timeout", "240")
     assert up.returncode == 0, out(up)
@@ -336,7 +346,7 @@ def test_down_then_up_reuses_secrets_and_data(running: Stack):
         line = next(line for line in up.stdout.splitlines() if line.startswith(f"{step}:"))
         assert "nothing changed" in line, line
     assert file_digest(stack.root, *prepared) == before, "a secret, certificate or .env changed"
-    assert marker.read_text() == "written before down\n"
+    assert stack.data_read(marker) == "written before down\n"
     ids_after = {svc: stack.container_id(svc) for svc in model["services"]}
     assert all(ids_after[s] and ids_after[s] != ids_before[s] for s in ids_before), "containers not recreated"
     # Each stand-in started once more and appended to the file it wrote before: same data.
@@ -351,8 +361,8 @@ def test_data_dir_with_wrong_owner_fails_up_naming_service_and_dir(running: Stac
     """A data dir chowned to another uid: invoke up fails naming the service and the directory."""
     stack = running
     loki = stack.root / "data" / "loki"
-    st = loki.stat()
-    os.chown(loki, 4242, 4242)
+    owner = stack.data_owner(loki)
+    stack.data_chown(loki, "4242:4242")  # through the engine: the host user may not own either uid
     try:
         up = stack.invoke("up", "--timeout", "60")
         assert up.returncode != 0, out(up)
@@ -364,7 +374,7 @@ def test_data_dir_with_wrong_owner_fails_up_naming_service_and_dir(running: Stac
         assert run.returncode != 0
         assert "cannot write into data directory /loki as uid 10001:10001" in run.stdout + run.stderr
     finally:
-        os.chown(loki, st.st_uid, st.st_gid)
+        stack.data_chown(loki, owner)
 
     # Same for a secret its service's uid cannot read (grafana runs as 472; 0400 root file).
     secret = stack.root / "secrets" / "grafana_admin_password"
