@@ -297,8 +297,9 @@ def build(recipe: Recipe, *, log=print) -> Path:
     dest_dir = build_dir()
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        if dest_dir == SHARED_CACHE:
-            os.chmod(dest_dir, 0o755)
+        if dest_dir == SHARED_CACHE:  # both levels: whatever root's umask, every user reads it
+            for level in (dest_dir.parent, dest_dir):
+                os.chmod(level, 0o755)
     except OSError as exc:
         raise Unavailable(f"cannot create the rootfs cache {dest_dir}: {exc}") from exc
     dest = dest_dir / tarball_name(recipe)
