@@ -28,7 +28,9 @@ from pathlib import Path
 
 import pytest
 from e2e.stack import clean_env  # one implementation of the scrubbed environment
-from helper_image import BUSYBOX, ensure_helper_image
+from helper_image import BUSYBOX, default_helper_image, ensure_helper_image
+
+from readiness import engine as enginelib
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -127,6 +129,7 @@ def mini(tmp_path: Path, docker) -> Path:
     example.write_text(text)
     yield dest
     subprocess.run(["docker", "network", "rm", net], capture_output=True)
+    remove_data(dest)
 
 
 def free_port() -> int:
@@ -187,6 +190,20 @@ def repo(tmp_path: Path, docker) -> Path:
     dest, nets = isolated_repo_copy(tmp_path / "repo")
     yield dest
     subprocess.run(["docker", "network", "rm", *nets], capture_output=True)
+    remove_data(dest)
+
+
+def remove_data(project: Path) -> None:
+    """Empty ``project/data`` through the engine, as a user who is not root needs to.
+
+    The toolkit gives data directories to their services' uids as the engine maps them; the
+    user running the tests then cannot delete them, and pytest's cleanup of old temp dirs
+    warns about every one. As root the host can delete them itself."""
+    data = project / "data"
+    if os.geteuid() == 0 or not data.is_dir() or not any(data.iterdir()):
+        return
+    enginelib.helper(default_helper_image(), "rm -rf /data/* /data/.[!.]*", [(data, "/data")],
+                     caps=("DAC_OVERRIDE", "FOWNER"), check=False, timeout=120)
 
 
 # ------------------------------------------------------------------------------ the machine, before and after
