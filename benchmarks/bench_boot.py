@@ -123,7 +123,7 @@ def main() -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     runs = max(5, args.runs)
-    with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-boot-", ignore_cleanup_errors=True) as tmp:
         os.environ["CAROOT"] = str(Path(tmp) / "caroot")
         Path(os.environ["CAROOT"]).mkdir()
         # The shipped healthcheck timing (10-15 s intervals), as on a real machine: the e2e

@@ -41,7 +41,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-bootstrap-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-bootstrap-", ignore_cleanup_errors=True) as tmp:
         clone, networks = isolated_repo_copy(Path(tmp) / "repo")
         env = dict(os.environ, READINESS_PROJECT_DIR=str(clone), CAROOT=str(Path(tmp) / "caroot"))
         invoke = [sys.executable, "-m", "invoke", "--search-root", str(REPO), "bootstrap"]

@@ -44,7 +44,7 @@ def main() -> int:
     args = parser.parse_args()
     runs = max(3, args.runs)
     ensure_helper_image()
-    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-cold-", ignore_cleanup_errors=True) as tmp:
         os.environ["CAROOT"] = str(Path(tmp) / "caroot")
         Path(os.environ["CAROOT"]).mkdir()
         stack = Stack.create(Path(tmp), fast_health=False)

@@ -142,7 +142,7 @@ def main() -> int:
     if reason:
         print(f"bench_failover: cannot run: {reason}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="bench-failover-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-failover-", ignore_cleanup_errors=True) as tmp:
         os.environ["CAROOT"] = str(Path(tmp) / "caroot")
         Path(os.environ["CAROOT"]).mkdir()
         # The shipped healthcheck timing, as on a real machine.
