@@ -382,7 +382,14 @@ def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: 
     if not rendered.ok and cli is None and not _is_model_error(rendered.stderr):
         cli = detect_compose()  # raises a clear error for a missing, v1 or too-old Compose
         base = _base(cli.argv, project_dir)
-        rendered = runner.run([*base, "--format", "yaml"], cwd=project_dir)
+        # The render is that CLI's: cached under its key, or a later run would take the cached
+        # model for the plugin's and call a `docker compose` that does not work here.
+        cache_key = modelcache.key(project_dir, cli.argv, compose_files(project_dir))
+        hit = modelcache.get(project_dir, cache_key)
+        if hit is not None:
+            rendered = runner.Result(tuple(base), 0, *hit)
+        else:
+            rendered = runner.run([*base, "--format", "yaml"], cwd=project_dir)
     missing: list[str] = []
     while not rendered.ok and tolerate_missing and len(missing) < 50:
         m = re.search(r"required variable (\w+) is missing a value", rendered.stderr)
@@ -398,7 +405,7 @@ def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: 
     except yaml.YAMLError as exc:  # pragma: no cover - Compose output is well-formed
         raise ToolkitError(f"cannot read the output of docker compose config: {exc}") from None
     if hit is None and not missing:
-        modelcache.put(project_dir, cache_key, rendered.stdout, rendered.stderr, model_doc)
+        modelcache.put(project_dir, cache_key, rendered.stdout, rendered.stderr)
     model = Model(project_dir, model_doc, warnings_of(rendered.stderr), cli or ComposeCLI(argv, (0, 0, 0)))
     model.missing_required = sorted(missing)
     validate(model)

@@ -36,7 +36,6 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 from . import fsutil, sources
 from .errors import ToolkitError
@@ -129,7 +128,7 @@ def get(project_dir: Path, cache_key: str | None) -> tuple[str, str] | None:
     """(stdout, stderr) of a render with this key, if one was kept."""
     if cache_key is None or not enabled():
         return None
-    raw = _read(project_dir / CACHE_DIR / f"{cache_key}.json")
+    raw = _read(project_dir / CACHE_DIR / _entry_name(cache_key))
     if raw is None:
         return None
     try:
@@ -139,20 +138,22 @@ def get(project_dir: Path, cache_key: str | None) -> tuple[str, str] | None:
         return None
 
 
-def put(project_dir: Path, cache_key: str | None, stdout: str, stderr: str, model_doc: Any = None) -> None:
-    """Keep a successful render; a cache that cannot be written is simply not used.
+def _entry_name(cache_key: str) -> str:
+    """Renders are ``render-<key>.json``: the directory also holds other caches (datastate.json)."""
+    return f"render-{cache_key}.json"
 
-    ``model_doc`` is accepted for the caller's sake and not needed: every input is in the key.
-    """
+
+def put(project_dir: Path, cache_key: str | None, stdout: str, stderr: str) -> None:
+    """Keep a successful render; a cache that cannot be written is simply not used."""
     if cache_key is None or not enabled():
         return
     directory = project_dir / CACHE_DIR
     entry = json.dumps({"stdout": stdout, "stderr": stderr})
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for old in directory.glob("*.json"):  # one entry per project: the newest render
-            if old.name != f"{cache_key}.json":
+        for old in directory.glob("render-*.json"):  # one render per project: the newest
+            if old.name != _entry_name(cache_key):
                 old.unlink(missing_ok=True)
-        fsutil.atomic_write(directory / f"{cache_key}.json", entry.encode(), 0o600)
+        fsutil.atomic_write(directory / _entry_name(cache_key), entry.encode(), 0o600)
     except (OSError, ToolkitError):
         pass

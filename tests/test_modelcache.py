@@ -294,6 +294,26 @@ def test_standalone_docker_compose_replaced_renders_again(stack, calls, monkeypa
     assert web_port(compose.load(stack)) == "34575"
     write_wrapper(bindir / "docker-compose", real, "34576")
     assert web_port(compose.load(stack)) == "34576"
+    # The second load of an unchanged stack comes from the cache and still names the CLI
+    # that rendered it: the plugin fails here, so a model that said `docker compose` would
+    # break every later `up`, `ps` and `down`.
+    before = len(calls)
+    assert compose.load(stack).cli.argv == ("docker-compose",)
+    assert len(calls) == before + 1  # the plugin's failed render; no second standalone render
+
+
+def test_a_render_keeps_the_other_caches(stack, calls):
+    """The directory of the render cache also holds preflight's data-state cache: a new
+    render replaces the old render only (it once deleted every ``*.json`` there)."""
+    other = stack / ".readiness" / "cache" / "datastate.json"
+    compose.load(stack)
+    other.write_text("{}\n")
+    env = stack / ".env"
+    env.write_text(env.read_text() + "\nUNUSED_VARIABLE=1\n")
+    compose.load(stack)
+    assert len(calls) == 2
+    assert other.read_text() == "{}\n"
+    assert len(list(other.parent.glob("render-*.json"))) == 1
 
 
 
