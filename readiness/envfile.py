@@ -195,8 +195,11 @@ class _Scanner:
                     break
                 j += 1
             if j < n and not terminator:
-                name = text[key_start:self._next_line(key_start)].rstrip("\n")
-                i = self._error(j, f"unexpected character {ch!r} in variable name {name[:40]!r}")
+                # Compose quotes the whole line here; a line without `=` is often a pasted
+                # password, so only the character and its column are named.
+                column = j - text.rfind("\n", 0, j)
+                i = self._error(j, f"unexpected character {ch!r} in a variable name (column {column}; "
+                                   "a line must be NAME=value)")
                 continue
             if not terminator:  # the last line, with no `=`, `:` or newline: Compose names it ""
                 key, after = "", key_start

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import output
 from .errors import ToolkitError
 
 
@@ -208,7 +209,8 @@ def file_lock(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for another run to release {path} ...", flush=True)
+            # A human line (stderr under --json: stdout then holds only the document).
+            output.current().line(f"waiting for another run to release {path} ...")
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:

@@ -209,3 +209,13 @@ def test_half_a_line_is_never_copied(tmp_path):
         envfile.ensure(tmp_path / ".env", tmp_path / ".env.example")
     assert exc.value.where.endswith(".env.example:2") and "C" in exc.value.message
     assert (tmp_path / ".env").read_text() == "A=1\nB=mine\n"
+
+
+def test_a_pasted_password_is_never_quoted_back(tmp_path):
+    """A line with no `=` is refused naming its line and the bad character, never its text."""
+    secret = "hunter2!Sup3rS3cret"
+    parsed = envfile.parse_text(f"A=1\n{secret}\n", tmp_path / ".env")
+    assert [line for line, _ in parsed.errors] == [2]
+    message = parsed.errors[0][1]
+    assert "'!'" in message and "column 8" in message
+    assert "hunter2" not in message and "Sup3rS3cret" not in message

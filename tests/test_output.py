@@ -193,3 +193,26 @@ def test_ctrl_c_during_up_stops_cleanly_and_says_what_runs(booted_mini):
     assert "Traceback" not in text
     assert "interrupted (Ctrl-C); running now: proxy, web" in stderr, text
     assert "invoke up` again" in stderr and "invoke down" in stderr
+
+
+def test_waiting_for_a_lock_under_json_keeps_stdout_for_the_document(tmp_path):
+    """Two runs at once: the one that waits says so on stderr when --json owns stdout."""
+    import fcntl
+    import io
+    import threading
+
+    from readiness import fsutil
+
+    lock = tmp_path / ".lock"
+    out, err = io.StringIO(), io.StringIO()
+    output.configure(as_json=True, out=out, err=err)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the other run
+        threading.Timer(0.3, lambda: os.close(fd)).start()
+        with fsutil.file_lock(lock):
+            pass
+    finally:
+        output.configure()
+    assert out.getvalue() == ""
+    assert "waiting for another run to release" in err.getvalue()
