@@ -189,26 +189,37 @@ def _set_owners(model: Model, engine: Engine, fixes: list[tuple[DataDir, Path]])
     """
     chown = [(d, p) for d, p in fixes if d.owner and engine.ownership_matters and host_owner(d, engine)
              and _current_owner(p) != host_owner(d, engine) and not _writable_as_is(d, p, engine)]
+    root = os.geteuid() == 0
+    # Only a mode to set: the user does it where the directory is theirs (or they are root);
+    # a directory a container uid already owns (a mode-only `--repair`) goes to the helper.
+    chmod: list[tuple[DataDir, Path]] = []
     for d, path in fixes:
-        if (d, path) not in chown:
+        if (d, path) in chown:
+            continue
+        if root or _current_owner(path)[0] == os.geteuid():
             os.chmod(path, d.mode)
-    if not chown:
+        else:
+            chmod.append((d, path))
+    if not chown and not chmod:
         return set()
-    if os.geteuid() == 0:  # root here may give any host owner, whatever the engine maps
+    if root:  # root here may give any host owner, whatever the engine maps
         for d, path in chown:
             owner = host_owner(d, engine)
             assert owner is not None
             os.chown(path, *owner)
             os.chmod(path, d.mode)
         return {d for d, _ in chown}
-    mounts = [(path, f"/mnt/{i}") for i, (_, path) in enumerate(chown)]
+    work = chown + chmod
+    mounts = [(path, f"/mnt/{i}") for i, (_, path) in enumerate(work)]
     # Rootful and rootless engines map the container ids themselves; a userns-remap engine's
     # containers cannot chown the user's directory (its owner is not in the remapped range),
     # so the helper runs in the host's user namespace and is given the host ids.
     host = engine.kind == enginelib.USERNS
     owners = [host_owner(d, engine) if host else d.owner for d, _ in chown]
-    script = " && ".join(f"chown {o[0]}:{o[1]} /mnt/{i} && chmod {d.mode:o} /mnt/{i}"  # type: ignore[index]
-                         for i, ((d, _), o) in enumerate(zip(chown, owners, strict=True)))
+    script = " && ".join(
+        [f"chown {o[0]}:{o[1]} /mnt/{i} && chmod {d.mode:o} /mnt/{i}"  # type: ignore[index]
+         for i, ((d, _), o) in enumerate(zip(chown, owners, strict=True))]
+        + [f"chmod {d.mode:o} /mnt/{i}" for i, (d, _) in enumerate(chmod, start=len(chown))])
     enginelib.helper(model.helper_image, script, mounts, caps=("CHOWN", "FOWNER"), host_userns=host)
     return {d for d, _ in chown}
 

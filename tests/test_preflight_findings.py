@@ -25,12 +25,17 @@ from helper_image import ensure_helper_image
 from readiness import hostfacts
 
 
-def engine_chown(path, owner: str) -> None:
-    """chown ``path`` to a container ``owner`` through the engine (no root needed on the host)."""
+def engine_sh(path, command: str) -> None:
+    """Run ``command`` on ``path`` (at /d) through the engine (no root needed on the host)."""
     image = ensure_helper_image()
     res = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{path}:/d", "--entrypoint", "/bin/sh",
-                          image, "-c", f"chown {owner} /d"], capture_output=True, text=True, timeout=120)
+                          image, "-c", command], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+def engine_chown(path, owner: str) -> None:
+    """chown ``path`` to a container ``owner`` through the engine."""
+    engine_sh(path, f"chown {owner} /d")
 
 #: Environment-dependent warnings that are not what these tests break (vm.max_map_count is
 #: 65530 on a developer machine that has not raised it; CI raises it in .ci/run).
@@ -124,6 +129,22 @@ def test_data_dir_owned_by_another_uid(ready):
     repaired = run_invoke(project, "dirs", "--repair")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert f"{stack.data_dir}: repaired (owner {stack.uid}:" in repaired.stdout
+    assert findings(project) == (0, [])
+
+
+def test_data_dir_with_a_wrong_mode_only_is_repaired_without_sudo(ready):
+    """Owner right, mode wrong (0500: its uid cannot create files): as a user who does not own
+    the directory, `invoke dirs --repair` sets the mode through the engine. (It once ran chmod
+    on the host, got EPERM as non-root and advised `sudo chown -R` to the user.)"""
+    project, stack = ready
+    data = project / stack.data_dir
+    engine_sh(data, "chmod 0500 /d")
+    f = only(project, "dir.not-writable")
+    assert f["file"] == stack.data_dir and "mode 0500" in f["message"], f
+    repaired = run_invoke(project, "dirs", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "sudo" not in repaired.stdout + repaired.stderr
+    assert data.stat().st_mode & 0o777 == 0o750
     assert findings(project) == (0, [])
 
 
