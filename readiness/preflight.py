@@ -145,7 +145,8 @@ def gather(model: Model) -> Facts:
             facts.images = hostfacts.parse_images(res.stdout, images)
             # exit 1 with "No such image" for the missing ones is an answer; anything else is not
             facts.images_known = res.ok or "No such image" in res.stderr
-        facts.max_map_count = enginelib.read_sysctl(facts.engine, "vm.max_map_count")
+        # Docker Desktop's VM or a remote engine: read in a helper container (local: /proc/sys).
+        facts.max_map_count = enginelib.read_sysctl(facts.engine, "vm.max_map_count", model.helper_image)
         facts.unprivileged_port_start = enginelib.unprivileged_port_start(facts.engine)
         gather_host(model, facts)
     facts.env = envfile.read(model.project_dir / ENV_FILE) if (model.project_dir / ENV_FILE).exists() else None

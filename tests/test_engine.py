@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import run_invoke
@@ -151,6 +152,18 @@ def _listen_below_1024() -> tuple[socket.socket, int] | None:
         except OSError:
             sock.close()
     return None
+
+
+def test_a_kernel_setting_of_an_engine_elsewhere_is_read_in_a_container(docker):
+    """Docker Desktop's VM and remote engines have their own kernel: preflight reads
+    vm.max_map_count there through a helper container. The real engine here, taken for a
+    remote one (the only change: ``local=False``), answers what its kernel says."""
+    from dataclasses import replace
+
+    engine = replace(enginelib.info(fresh=True), local=False)
+    expected = int(Path("/proc/sys/vm/max_map_count").read_text())
+    assert enginelib.read_sysctl(engine, "vm.max_map_count", ensure_helper_image()) == expected
+    assert enginelib.read_sysctl(engine, "vm.max_map_count") is None  # no image: unknown, not guessed
 
 
 def test_a_listener_below_1024_is_taken_for_a_non_root_user(docker):
