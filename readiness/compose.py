@@ -268,6 +268,35 @@ def x_problems(model: Model) -> list[tuple[str, str]]:
         baked = raw.get("baked-secrets")
         if baked is not None and not (isinstance(baked, list) and all(isinstance(b, str) for b in baked)):
             out.append((f"{where}.baked-secrets", "must be a list of secret names"))
+        out += _shape_problems(model, f"{where}.login", raw.get("login"), _LOGIN_KEYS)
+        out += _shape_problems(model, f"{where}.connect", raw.get("connect"), _CONNECT_KEYS)
+    return out
+
+
+#: ``x-readiness.login`` / ``connect`` keys (docs/x-readiness.md): key -> what its value is.
+_LOGIN_KEYS = {"path": "path", "user": "text", "user-secret": "secret", "secret": "secret"}
+_CONNECT_KEYS = {"url": "text", "port": "port", "secret": "secret"}
+
+
+def _shape_problems(model: Model, where: str, value: Any, keys: dict[str, str]) -> list[tuple[str, str]]:
+    """What is wrong with a ``login``/``connect`` mapping (``invoke urls`` reads them)."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [(where, f"must be a mapping with some of: {', '.join(sorted(keys))}")]
+    out = [(f"{where}.{k}", f"unknown key (known: {', '.join(sorted(keys))})") for k in sorted(set(value) - set(keys))]
+    for key, kind in sorted(keys.items()):
+        if key not in value:
+            continue
+        v = value[key]
+        if kind == "port" and not (type(v) is int and 0 < v < 65536):
+            out.append((f"{where}.{key}", f"{v!r} is not a port number"))
+        elif kind != "port" and not isinstance(v, str):
+            out.append((f"{where}.{key}", f"{v!r} must be a string"))
+        elif kind == "path" and not v.startswith("/"):
+            out.append((f"{where}.{key}", f"{v!r} must start with /"))
+        elif kind == "secret" and v not in model.secrets:
+            out.append((f"{where}.{key}", f"{v!r} is not a secret of the stack (top-level `secrets:`)"))
     return out
 
 

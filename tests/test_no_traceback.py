@@ -71,6 +71,23 @@ def test_a_malformed_x_readiness_value_names_the_service_and_key(mini):
     assert "compose.invalid" in pre.stdout and "services.web.x-readiness.user" in pre.stdout, pre.stdout
 
 
+@pytest.mark.parametrize("value, key, shown", [
+    ("      login: admin\n", "services.web.x-readiness.login", "must be a mapping"),
+    ("      login:\n        secret: no_such_secret\n", "services.web.x-readiness.login.secret", "'no_such_secret'"),
+    ("      connect:\n        url: x://{address}:{port}\n        port: http\n",
+     "services.web.x-readiness.connect.port", "'http'"),
+])
+def test_a_malformed_login_or_connect_names_the_key(mini, value, key, shown):
+    """`invoke urls` reads login/connect: a bad shape is named when the model is loaded (it was
+    an AttributeError, an internal error, after `invoke up` had started the stack)."""
+    compose_file = mini / "infra" / "01-web" / "docker-compose.yml"
+    text = compose_file.read_text()
+    compose_file.write_text(text.replace('      user: "472:0"\n', '      user: "472:0"\n' + value))
+    (mini / ".env").write_text((mini / ".env.example").read_text())
+    res = run_invoke(mini, "urls")
+    assert_paragraph(res, key, "infra/01-web/docker-compose.yml", shown)
+
+
 def _task(body) -> ToolkitTask:
     return ToolkitTask(body, name=body.__name__)
 
