@@ -216,3 +216,18 @@ def test_waiting_for_a_lock_under_json_keeps_stdout_for_the_document(tmp_path):
         output.configure()
     assert out.getvalue() == ""
     assert "waiting for another run to release" in err.getvalue()
+
+
+def test_reset_names_the_compose_volumes_it_would_delete(mini):
+    """`invoke reset` (whole stack) runs `down --volumes`: its confirmation lists the Compose
+    volumes that go with it, not only the data directories."""
+    compose_file = mini / "infra" / "01-web" / "docker-compose.yml"
+    text = compose_file.read_text()
+    text = text.replace("      - ${DATA_ROOT:-../../data}/web:/www\n",
+                        "      - ${DATA_ROOT:-../../data}/web:/www\n      - cache:/cache\n", 1)
+    compose_file.write_text(text + "\nvolumes:\n  cache: {}\n")
+    assert run_invoke(mini, "env").returncode == 0
+    res = run_invoke(mini, "reset")
+    assert res.returncode == 2 and "volume cache (web)" in res.stderr, res.stderr
+    res = run_invoke(mini, "reset", "--service", "web")
+    assert res.returncode == 2 and "volume " not in res.stderr, res.stderr  # `rm --stop`: no volume goes
