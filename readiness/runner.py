@@ -72,6 +72,10 @@ def run(
             env=full_env,
             capture_output=True,
             text=True,
+            # Compose and docker print UTF-8 (✔, ⠿) whatever the locale says: decoded as such,
+            # and a stray byte becomes U+FFFD instead of an exception.
+            encoding="utf-8",
+            errors="replace",
             timeout=timeout,
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
@@ -138,7 +142,8 @@ class Lines:
         self.args = tuple(args)
         try:
             self.proc = subprocess.Popen(list(args), cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                         encoding="utf-8", errors="replace")
         except FileNotFoundError:
             program = Path(args[0]).name
             raise ToolkitError(f"`{program}` is not installed or not on PATH",
@@ -151,9 +156,13 @@ class Lines:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
+        try:
+            for line in self.proc.stdout:
+                self._queue.put(line.rstrip("\n"))
+        except (OSError, ValueError):  # the pipe closed under us (close()): the end, as EOF is
+            pass
+        finally:
+            self._queue.put(None)  # always: a waiting caller must never wait for ever
 
     def next(self, timeout: float) -> tuple[bool, str | None]:
         """(finished, line): a line, or (False, None) after ``timeout`` s of silence, or (True, None) at the end."""

@@ -78,3 +78,23 @@ def test_a_missing_tool_fails_in_ci_and_skips_elsewhere(monkeypatch):
     with pytest.raises(pytest.skip.Exception, match="readiness-no-such-tool is not installed: why"):
         require_tool(missing, "why")
     assert require_tool("sh", "why").endswith("/sh")
+
+
+def test_output_that_is_not_utf8_never_stops_the_runner():
+    """A byte that is not UTF-8 (a C locale, a program's stray output) is replaced, not raised:
+    captured by `run`, and streamed by `Lines` to its end (its reader once died silently and
+    left `up` printing heartbeats for ever)."""
+    from readiness import runner
+
+    script = "printf 'ok \\377\\n'; printf 'done\\n'"
+    res = runner.run(["sh", "-c", script], timeout=30)
+    assert res.ok and res.stdout == "ok \ufffd\ndone\n"
+    with runner.Lines(["sh", "-c", script]) as lines:
+        seen = []
+        while True:
+            finished, line = lines.next(timeout=10)
+            if finished:
+                break
+            if line is not None:
+                seen.append(line)
+    assert seen == ["ok \ufffd", "done"]
