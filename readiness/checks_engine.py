@@ -49,10 +49,6 @@ HARD_FLOOR = 1 * GIB
 HEAP_SHARE = 0.75
 
 
-def compose_files(model: Model) -> dict[str, str]:
-    return {svc: file for svc, (file, _) in compose.raw_services(model.project_dir).items()}
-
-
 def image_variable(model: Model, svc: str) -> str | None:
     """The variable that sets ``svc``'s image (``${SPILO_IMAGE:-...}``), from the file as written."""
     raw = compose.raw_services(model.project_dir).get(svc, ("", {}))[1]

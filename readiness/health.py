@@ -177,10 +177,6 @@ def https_entry(model: Model) -> tuple[str, int]:
     return "127.0.0.1", 443
 
 
-def https_port(model: Model) -> int:
-    return https_entry(model)[1]
-
-
 def endpoints(model: Model) -> list[Endpoint]:
     out = []
     address, port443 = https_entry(model)
