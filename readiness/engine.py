@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import runner
+from . import modelcache, runner
 from .errors import ToolkitError
 
 #: The variable (``.env``) naming the helper image; its default lives in docker-compose.yml
@@ -312,15 +312,39 @@ def unreachable_fix(docker_host: str | None) -> str:
             "`systemctl --user start docker`; macOS/WSL2: start Docker Desktop), then check with `docker info`")
 
 
-_CACHE: dict[str | None, Engine] = {}
+_CACHE: dict[tuple[str | None, str | None], Engine] = {}
+
+
+def cli_endpoint() -> str | None:
+    """The endpoint the ``docker`` CLI talks to, as it chooses it: ``DOCKER_HOST``, else the
+    context in use (``DOCKER_CONTEXT``, or ``docker context use`` in the CLI's config.json),
+    else None (the default socket). A rootless engine is often chosen by its context alone."""
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    name = os.environ.get("DOCKER_CONTEXT")
+    if not name:
+        try:
+            config = json.loads(_read(str(modelcache.docker_config_dir() / "config.json")) or "{}")
+            name = config.get("currentContext") if isinstance(config, dict) else None
+        except ValueError:
+            name = None  # the CLI reports a broken config.json itself
+    if not name or name == "default":
+        return None
+    res = runner.run(["docker", "context", "inspect", "--format", "{{.Endpoints.docker.Host}}", str(name)],
+                     timeout=30)
+    return (res.stdout.strip() or None) if res.ok else None
 
 
 def info(*, fresh: bool = False) -> Engine:
     """The engine the ``docker`` CLI talks to (one ``docker info`` per process)."""
-    docker_host = os.environ.get("DOCKER_HOST")
-    if fresh or docker_host not in _CACHE:
-        _CACHE[docker_host] = from_result(runner.run(INFO_COMMAND, timeout=30))
-    return _CACHE[docker_host]
+    key = _cache_key()
+    if fresh or key not in _CACHE:
+        _CACHE[key] = from_result(runner.run(INFO_COMMAND, timeout=30))
+    return _CACHE[key]
+
+
+def _cache_key() -> tuple[str | None, str | None]:
+    return os.environ.get("DOCKER_HOST"), os.environ.get("DOCKER_CONTEXT")
 
 
 INFO_COMMAND = ("docker", "info", "--format", "{{json .}}")
@@ -329,7 +353,7 @@ INFO_COMMAND = ("docker", "info", "--format", "{{json .}}")
 def from_result(res: runner.Result) -> Engine:
     """An :class:`Engine` from a finished ``docker info --format '{{json .}}'``; raises when the
     engine did not answer (the message names why and how to start it)."""
-    docker_host = os.environ.get("DOCKER_HOST")
+    docker_host = cli_endpoint()
     doc = _json(res.stdout)
     errors = doc.get("ServerErrors") or []
     if not res.ok or errors or not doc.get("ServerVersion"):
@@ -345,7 +369,7 @@ def from_result(res: runner.Result) -> Engine:
     engine = parse_info(doc, docker_host=docker_host, local_kernel=os.uname().release, local_uid=os.getuid(),
                         subuid=_read("/etc/subuid"), subgid=_read("/etc/subgid"), socket_owner=owner,
                         client_os=platform.system())
-    _CACHE[docker_host] = engine
+    _CACHE[_cache_key()] = engine
     return engine
 
 
@@ -439,7 +463,7 @@ def helper_error(image: str, res: runner.Result) -> ToolkitError:
             "(any busybox or Debian image)")
     if "Cannot connect to the Docker daemon" in text:
         return ToolkitError(f"the Docker engine does not answer: {last}",
-                            fix=unreachable_fix(os.environ.get("DOCKER_HOST")))
+                            fix=unreachable_fix(cli_endpoint()))
     return ToolkitError(f"the helper container ({image}) failed: {last}",
                         fix="check the message above; `docker run --rm " + image + " true` must work")
 

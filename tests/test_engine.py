@@ -256,3 +256,25 @@ def test_rootless_engine_gets_publishable_ports_and_preflight_names_privileged_o
     found = [f for f in doc["findings"] if f["id"] == "port.privileged"]
     assert len(found) == 1 and "HTTPS_PORT=443" in found[0]["message"]
     assert "ip_unprivileged_port_start" in found[0]["fix"] and "HTTPS_PORT" in found[0]["file"]
+
+
+def test_the_engine_chosen_by_docker_context_use_is_the_one_asked(tmp_path, monkeypatch):
+    """With DOCKER_HOST unset, the docker CLI talks to the context in use (`docker context use
+    rootless` is how many choose a rootless engine): its socket is the one the toolkit inspects
+    and writes as DOCKER_SOCKET, not /var/run/docker.sock. The real docker CLI, in a private
+    DOCKER_CONFIG."""
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert enginelib.cli_endpoint() is None  # the default context
+    sock = tmp_path / "rootless" / "docker.sock"
+    create = ["context", "create", "elsewhere", "--docker", f"host=unix://{sock}"]
+    for args in (create, ["context", "use", "elsewhere"]):
+        res = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+    assert enginelib.cli_endpoint() == f"unix://{sock}"
+    assert enginelib.socket_path(enginelib.cli_endpoint()) == str(sock)
+    monkeypatch.setenv("DOCKER_CONTEXT", "default")  # the variable wins over config.json, as for the CLI
+    assert enginelib.cli_endpoint() is None
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/other.sock")  # and DOCKER_HOST over both
+    assert enginelib.cli_endpoint() == "unix:///run/other.sock"

@@ -629,7 +629,7 @@ class Stack:
         }
         # The engine's own API socket for the Docker API proxy, where it is not the default
         # (a rootless engine's): a host value, as `invoke env` writes it in a new .env.
-        socket = socket_path(os.environ.get("DOCKER_HOST"))
+        socket = socket_path(enginelib.cli_endpoint())
         if socket and os.path.realpath(socket) != os.path.realpath("/var/run/docker.sock"):
             env["DOCKER_SOCKET"] = socket
         root = clone_worktree(workdir / "clone")

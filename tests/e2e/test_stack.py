@@ -510,7 +510,7 @@ def test_least_privilege_and_the_read_only_docker_api(running: Stack):
     assert f"POST /v1.41/containers/create?name={name}" in logged, logged[-2000:]
 
     # The control: the engine itself accepts this very request (so the 403 is the proxy's).
-    path = socket_path(os.environ.get("DOCKER_HOST"))
+    path = socket_path(enginelib.cli_endpoint())
     if path:
         class UnixConnection(http.client.HTTPConnection):
             def connect(self) -> None:
