@@ -28,9 +28,7 @@ from pathlib import Path
 
 import pytest
 from e2e.stack import clean_env  # one implementation of the scrubbed environment
-from helper_image import BUSYBOX, default_helper_image, ensure_helper_image
-
-from readiness import engine as enginelib
+from helper_image import BUSYBOX, empty_through_engine, ensure_helper_image
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -202,8 +200,7 @@ def remove_data(project: Path) -> None:
     data = project / "data"
     if os.geteuid() == 0 or not data.is_dir() or not any(data.iterdir()):
         return
-    enginelib.helper(default_helper_image(), "rm -rf /data/* /data/.[!.]*", [(data, "/data")],
-                     caps=("DAC_OVERRIDE", "FOWNER"), check=False, timeout=120)
+    empty_through_engine(data)
 
 
 # ------------------------------------------------------------------------------ the machine, before and after

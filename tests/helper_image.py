@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from readiness import engine as enginelib
+
 REPO = Path(__file__).resolve().parent.parent
 BUSYBOX = Path(os.environ.get("READINESS_E2E_BUSYBOX", "/bin/busybox"))
 
@@ -51,3 +53,28 @@ def ensure_helper_image(image: str | None = None, env: dict[str, str] | None = N
     if res.returncode != 0:
         raise RuntimeError(f"cannot build the helper image {image}: {res.stderr.strip()}")
     return image
+
+
+#: Capabilities the tests' helper needs, as root, on files of any container uid: give an
+#: owner, write and read whatever the mode, change the mode of a file it does not own.
+ENGINE_SH_CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER")
+
+
+def engine_sh(directory: Path, script: str, *, target: str = "/d", check: bool = True, timeout: float = 120) -> str:
+    """Run ``script`` with ``sh`` as root in the helper container, ``directory`` at ``target``;
+    returns its stdout.
+
+    The toolkit gives files to container uids *as the engine maps them*; a test run by a user
+    who is not root, or against a rootless engine, reaches them the way the toolkit does:
+    through the engine (``readiness.engine.helper``), never on the host. With ``check``, a
+    failure raises with the helper's message."""
+    res = enginelib.helper(ensure_helper_image(), script, [(directory, target)], caps=ENGINE_SH_CAPS,
+                           timeout=timeout, check=False)
+    if check and not res.ok:
+        raise RuntimeError(f"helper container failed ({script!r}): {res.stderr.strip()}")
+    return res.stdout
+
+
+def empty_through_engine(directory: Path) -> None:
+    """Delete everything in ``directory`` (which stays) through the engine; best effort."""
+    engine_sh(directory, "rm -rf /d/* /d/.[!.]*", check=False, timeout=300)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_invoke
-from helper_image import ensure_helper_image
+from helper_image import engine_sh
 from invoke import Context, Exit
 
 from readiness import engine as enginelib
@@ -40,15 +40,8 @@ def test_a_secrets_dir_left_to_root_by_sudo(mini):
         pytest.skip(f"a {engine.kind} engine cannot make a file owned by the host's root (rootful engines can)")
     assert run_invoke(mini, "env").returncode == 0
     secrets = mini / "secrets"
-    image = ensure_helper_image()
-
-    def engine_sh(script: str) -> None:
-        res = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{secrets}:/s",
-                              "--entrypoint", "/bin/sh", image, "-c", script], capture_output=True, text=True,
-                             timeout=120)
-        assert res.returncode == 0, res.stderr
-
-    engine_sh("chown 0:0 /s && chmod 0755 /s")
+    secrets.mkdir(exist_ok=True)  # (a bind mount's source must exist; the engine then gives it to root)
+    engine_sh(secrets, "chown 0:0 /d && chmod 0755 /d")
     try:
         res = run_invoke(mini, "secrets")
         if res.returncode == 0:  # this process is root: root-owned is fine for it
@@ -56,7 +49,7 @@ def test_a_secrets_dir_left_to_root_by_sudo(mini):
             return
         assert_paragraph(res, str(secrets), "chown")
     finally:
-        engine_sh(f"chown -R {os.getuid()}:{os.getgid()} /s")
+        engine_sh(secrets, f"chown -R {os.getuid()}:{os.getgid()} /d")
 
 
 def test_a_malformed_x_readiness_value_names_the_service_and_key(mini):

@@ -20,17 +20,9 @@ from dataclasses import dataclass
 
 import pytest
 from conftest import require_tool, run_invoke
-from helper_image import ensure_helper_image
+from helper_image import engine_sh, ensure_helper_image
 
 from readiness import hostfacts
-
-
-def engine_sh(path, command: str) -> None:
-    """Run ``command`` on ``path`` (at /d) through the engine (no root needed on the host)."""
-    image = ensure_helper_image()
-    res = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{path}:/d", "--entrypoint", "/bin/sh",
-                          image, "-c", command], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
 
 
 def engine_chown(path, owner: str) -> None:

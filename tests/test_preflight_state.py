@@ -16,24 +16,14 @@ directories the user cannot (:mod:`readiness.datastate`).
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import run_invoke, tree_digest
-from helper_image import ensure_helper_image
+from helper_image import engine_sh, ensure_helper_image
 from test_preflight_findings import findings
 
 from readiness import baked, datastate
-
-
-def engine_sh(directory: Path, script: str) -> None:
-    """Run ``script`` with ``sh`` as root in a helper container with ``directory`` at /d."""
-    image = ensure_helper_image()
-    res = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{directory}:/d",
-                          "--entrypoint", "/bin/sh", image, "-c", script],
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
 
 
 def write_data(directory: Path, owner: str, rel: str = "initialised", text: str = "x") -> None:

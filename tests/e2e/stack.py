@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from helper_image import default_helper_image
+from helper_image import empty_through_engine, engine_sh
 
 from readiness import engine as enginelib
 from readiness.engine import socket_path
@@ -748,12 +748,10 @@ class Stack:
         host. The toolkit goes through the engine for that reason (``readiness.engine.helper``),
         and so do the tests: owners are seen as the containers see them, on every engine.
         """
-        res = enginelib.helper(default_helper_image(), script, [(self.root / "data", "/data")],
-                               caps=("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"), timeout=timeout,
-                               check=False)
-        if not res.ok:
-            raise E2EError(f"helper container failed ({script!r}): {res.stderr.strip()}")
-        return res.stdout
+        try:
+            return engine_sh(self.root / "data", script, target="/data", timeout=timeout)
+        except RuntimeError as exc:
+            raise E2EError(str(exc)) from exc
 
     def _in_data(self, path: Path) -> str:
         return shlex.quote("/data/" + str(path.relative_to(self.root / "data")))
@@ -797,8 +795,7 @@ class Stack:
         # The data the services wrote belongs to their uids as the engine maps them: removed
         # through the engine, so that whoever runs the suite can delete its temp dir.
         if (self.root / "data").is_dir():
-            try:
-                self.data_sh("rm -rf /data/* /data/.[!.]*", timeout=300)
-            except E2EError as exc:
-                problems.append(f"data removal: {exc}")
+            empty_through_engine(self.root / "data")
+            if any((self.root / "data").iterdir()):
+                problems.append("data removal: data/ is not empty after removing its contents through the engine")
         return problems
