@@ -401,24 +401,12 @@ def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: 
     if cli is None and not runner.which("docker"):
         cli = detect_compose()
     argv = cli.argv if cli else ("docker", "compose")
-    base = _base(argv, project_dir)
-    cache_key = modelcache.key(project_dir, argv, compose_files(project_dir))
-    hit = modelcache.get(project_dir, cache_key)
-    if hit is not None:
-        rendered = runner.Result(tuple(base), 0, *hit)
-    else:
-        rendered = runner.run([*base, "--format", "yaml"], cwd=project_dir)
+    base, cache_key, hit, rendered = _render(project_dir, argv)
     if not rendered.ok and cli is None and not _is_model_error(rendered.stderr):
         cli = detect_compose()  # raises a clear error for a missing, v1 or too-old Compose
-        base = _base(cli.argv, project_dir)
         # The render is that CLI's: cached under its key, or a later run would take the cached
         # model for the plugin's and call a `docker compose` that does not work here.
-        cache_key = modelcache.key(project_dir, cli.argv, compose_files(project_dir))
-        hit = modelcache.get(project_dir, cache_key)
-        if hit is not None:
-            rendered = runner.Result(tuple(base), 0, *hit)
-        else:
-            rendered = runner.run([*base, "--format", "yaml"], cwd=project_dir)
+        base, cache_key, hit, rendered = _render(project_dir, cli.argv)
     missing: list[str] = []
     while not rendered.ok and tolerate_missing and len(missing) < 50:
         m = re.search(r"required variable (\w+) is missing a value", rendered.stderr)
@@ -439,6 +427,18 @@ def load(project_dir: Path, cli: ComposeCLI | None = None, *, tolerate_missing: 
     model.missing_required = sorted(missing)
     validate(model)
     return model
+
+
+def _render(project_dir: Path, argv: tuple[str, ...]
+            ) -> tuple[list[str], str | None, tuple[str, str] | None, runner.Result]:
+    """(config command, cache key, cache hit, render) of the stack by the Compose CLI ``argv``:
+    the kept render when its key matches, else ``config --format yaml`` run now."""
+    base = _base(argv, project_dir)
+    cache_key = modelcache.key(project_dir, argv, compose_files(project_dir))
+    hit = modelcache.get(project_dir, cache_key)
+    if hit is not None:
+        return base, cache_key, hit, runner.Result(tuple(base), 0, *hit)
+    return base, cache_key, None, runner.run([*base, "--format", "yaml"], cwd=project_dir)
 
 
 _PORT_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za-z0-9_]*)):(\d+)(?:/\w+)?$")

@@ -348,12 +348,12 @@ def reset(project: Path, *, yes: bool, services: list[str]) -> Outcome:
                            fix=f"choose from: {', '.join(sorted(m.services))}", code=output.EXIT_USAGE)
     targets = [d for d in dirslib.data_dirs(m) if not services or d.service in services]
     present = [d for d in targets if d.path.is_dir()]
-    listing = ", ".join(f"{m.relpath(d.path)} ({d.service})" for d in present) or "none"
+    doomed = [f"{m.relpath(d.path)} ({d.service})" for d in present]
     if not services:  # `down --volumes` also deletes the Compose volumes (named and anonymous)
-        volumes = sorted(f"volume {v.get('source') or v.get('target')} ({svc})"
+        doomed += sorted(f"volume {v.get('source') or v.get('target')} ({svc})"
                          for svc, spec in m.services.items() for v in spec.get("volumes") or []
                          if isinstance(v, dict) and v.get("type") == "volume")
-        listing = ", ".join([listing] * bool(present) + volumes) or "none"
+    listing = ", ".join(doomed) or "none"
     if not yes:
         raise ToolkitError(f"`invoke reset` deletes data for good: {listing}",
                            fix="run `invoke reset --yes` to confirm (add `--service NAME` to limit it); secrets, "

@@ -90,11 +90,6 @@ def test_output_that_is_not_utf8_never_stops_the_runner():
     res = runner.run(["sh", "-c", script], timeout=30)
     assert res.ok and res.stdout == "ok \ufffd\ndone\n"
     with runner.Lines(["sh", "-c", script]) as lines:
-        seen = []
-        while True:
-            finished, line = lines.next(timeout=10)
-            if finished:
-                break
-            if line is not None:
-                seen.append(line)
-    assert seen == ["ok \ufffd", "done"]
+        while not lines.next(timeout=10)[0]:
+            pass
+    assert lines.output == ["ok \ufffd", "done"]
