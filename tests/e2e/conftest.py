@@ -54,11 +54,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items[i] = item
 
 
+#: What the session's stack recorded (boot times, failover figures, addresses), and how long
+#: each scenario took: printed at the end of the run, so a CI log says where the time went.
+EVENTS: list[str] = []
+DURATIONS: dict[str, float] = {}
+SLOWEST = 8
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when in ("setup", "call", "teardown") and "e2e" in report.keywords:
+        DURATIONS[report.nodeid] = DURATIONS.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not DURATIONS:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("e2e: where the time went")
+    write(f"{len(DURATIONS)} scenarios in {sum(DURATIONS.values()):.0f} s; the {SLOWEST} slowest "
+          "(setup, call and teardown together):")
+    for nodeid, seconds in sorted(DURATIONS.items(), key=lambda kv: -kv[1])[:SLOWEST]:
+        write(f"{seconds:8.1f} s  {nodeid}")
+    for event in EVENTS:
+        write(f"event: {event}")
+
+
 @pytest.fixture(scope="session")
 def stack(docker, tmp_path_factory) -> Iterator[Stack]:
     """A fresh clone with host overrides in .env, the override file and its images (not booted)."""
     _require_tools()
     s = Stack.create(tmp_path_factory.mktemp("e2e"), build=False)
+    s.events = EVENTS
     try:
         s.prepare_override()
         yield s

@@ -82,8 +82,9 @@ def leader(stack: StackLike, members: tuple[str, ...] = MEMBERS) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def haproxy_servers(stack: StackLike, backend: str = "pg_primary") -> dict[str, str]:
-    """Server -> status (UP, DOWN, MAINT, ...) of a backend, from HAProxy's stats CSV on 8404."""
+def haproxy_rows(stack: StackLike, backend: str = "pg_primary") -> dict[str, dict[str, str]]:
+    """Server -> its row of HAProxy's stats CSV on 8404 (``status``, ``check_status``,
+    ``check_health``, ``chkfail``, ...), for one backend."""
     script = ("exec 3<>/dev/tcp/127.0.0.1/8404 && printf 'GET /stats;csv HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3")
     res = stack.compose("exec", "-T", "haproxy", "bash", "-c", script, timeout=30)
     if res.returncode != 0:
@@ -94,8 +95,25 @@ def haproxy_servers(stack: StackLike, backend: str = "pg_primary") -> dict[str, 
     for line in lines[1:]:
         row = dict(zip(header, line.split(","), strict=False))
         if row["svname"] != "BACKEND":
-            out[row["svname"]] = row["status"]
+            out[row["svname"]] = row
     return out
+
+
+def haproxy_servers(stack: StackLike, backend: str = "pg_primary") -> dict[str, str]:
+    """Server -> status of a backend, as HAProxy's stats page shows it.
+
+    Besides ``UP`` and ``DOWN`` that is ``DOWN 1/2`` (down, 1 of ``rise`` passes counted:
+    after a server leaves DNS maintenance, ``init-state down`` starts it there, so that one
+    passing check would bring it up), ``UP 2/3`` (up, checks failing, not yet ``fall`` of
+    them), ``MAINT (resolution)`` (no DNS answer) and ``NOLB``/``DRAIN``. :func:`settled`
+    tells a final state from a transition."""
+    return {name: row["status"] for name, row in haproxy_rows(stack, backend).items()}
+
+
+def settled(status: str) -> bool:
+    """True for HAProxy's final states (``UP``, ``DOWN``), False while checks are counting
+    towards a change (``DOWN 1/2``, ``UP 2/3``) or the server is in maintenance."""
+    return status in ("UP", "DOWN")
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
