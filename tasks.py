@@ -85,10 +85,11 @@ def bootstrap(c, json=False):
     return steps.bootstrap(PROJECT)
 
 
-@task(help={"timeout": "seconds to wait for every service to be healthy (pulls have no limit)", **JSON})
-def up(c, timeout=600, json=False):
-    """Bootstrap, pull what is missing, start and wait until healthy; then say where everything lives."""
-    return steps.up(PROJECT, int(timeout))
+@task(help={"timeout": "seconds to wait for every service to be healthy (pulls have no limit)",
+            "no-verify": "skip the closing `invoke verify`", **JSON})
+def up(c, timeout=600, json=False, no_verify=False):
+    """Bootstrap, pull what is missing, start, wait until healthy and verify; then say where everything lives."""
+    return steps.up(PROJECT, int(timeout), verify_after=not no_verify)
 
 
 @task(help={"wait": "retry until every check passes or --timeout", "timeout": "seconds to wait with --wait",
@@ -96,6 +97,12 @@ def up(c, timeout=600, json=False):
 def health(c, json=False, wait=False, timeout=120, interval=0.5):
     """Containers healthy and every endpoint answering (HTTPS through Traefik, TCP)."""
     return steps.health(PROJECT, wait=wait, timeout=float(timeout), interval=float(interval))
+
+
+@task(help={"service": "only this service (repeatable)", **JSON}, iterable=["service"])
+def verify(c, json=False, service=None):
+    """Prove every service does its job: one round trip each through its users' interface."""
+    return steps.verify(PROJECT, list(service or []))
 
 
 @task(help=JSON)

@@ -10,6 +10,8 @@ mounts, resources, platform.
   empty directory, and the service then fails far from the cause;
 * ``resources.cpus`` / ``resources.memory`` / ``resources.heap``: the stack's limits against
   the CPUs and memory the engine has, and JVM heaps against their container's limit;
+* ``engine.ulimit``: ``ulimits`` the engine cannot apply (runc would refuse to start the
+  container), from the engine's own answer (:mod:`readiness.ulimits`);
 * ``disk.engine`` / ``disk.data``: free space where the engine keeps images and where the data
   directories are;
 * ``image.platform``: an image the engine has, built for another architecture;
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from . import compose, hostfacts, networks
 from . import dirs as dirslib
 from . import engine as enginelib
+from . import ulimits as ulimitslib
 from .compose import Model
 from .errors import ToolkitError
 from .findings import ERROR, WARNING, Finding
@@ -244,6 +247,42 @@ def check_resources(model: Model, facts: Facts, files: dict[str, str]) -> list[F
     return out
 
 
+def check_ulimits(model: Model, facts: Facts, files: dict[str, str]) -> list[Finding]:
+    """A service whose ``ulimits`` the engine refused: the values it grants, as ``.env`` lines."""
+    refused = {svc: v for svc, v in sorted(facts.ulimits.items()) if not v.accepted}
+    if not refused:
+        return []
+    written = ulimitslib.variables(model.project_dir)
+    who = f"the {facts.engine.kind} engine" if facts.engine is not None else "the engine"
+    out = []
+    for svc, verdict in refused.items():
+        pairs = verdict.refused
+        names = [w.name for w, _ in pairs] or [w.name for w in verdict.wanted]
+        asked = ", ".join(w.text() for w, _ in pairs) or ", ".join(w.text() for w in verdict.wanted)
+        runc = "runc would refuse to start the container (\"error setting rlimit\")"
+        if pairs:
+            most = ", ".join(f"{n}={ulimitslib.pair_text(*verdict.granted[n])}" for n in names if n in verdict.granted)
+            message = (f"{who} cannot apply {svc}'s ulimits {asked}: its containers get at most {most}, and it "
+                       "cannot raise a hard limit above its own (that needs CAP_SYS_RESOURCE, which every rootless "
+                       f"engine lacks); {runc}")
+        else:
+            message = f"{who} refuses {svc}'s ulimits {asked}; {runc}"
+        lines, in_file = ulimitslib.env_lines(model, verdict, written) if pairs else ({}, [])
+        raise_engine = ulimitslib.engine_limit_fix(names)
+        if pairs and verdict.lowered_ok and lines and not in_file:
+            fix = (f"set in .env: {' '.join(f'{k}={v}' for k, v in lines.items())} (what this engine grants; "
+                   f"`invoke env` writes them into a new .env); or {raise_engine}")
+        elif pairs and verdict.lowered_ok:
+            fix = (f"lower the ulimits of {svc} in {files.get(svc, 'its compose file')} to "
+                   f"{', '.join(in_file)}" + (f" and set in .env: {' '.join(f'{k}={v}' for k, v in lines.items())}"
+                                              if lines else "") + f"; or {raise_engine}")
+        else:
+            fix = (f"{raise_engine}; `docker run --rm --ulimit {verdict.wanted[0].name}=...` shows the engine's answer")
+        where = f".env ({', '.join(lines)})" if lines and not in_file else files.get(svc, "")
+        out.append(Finding("engine.ulimit", ERROR, message, fix, svc, where))
+    return out
+
+
 # ------------------------------------------------------------------ disk
 
 
@@ -338,13 +377,15 @@ def check_platform(model: Model, facts: Facts) -> list[Finding]:
 
 
 def bind_sources(model: Model) -> list[tuple[str, Path, dict[str, Any]]]:
-    """(service, source, volume) of every bind mount whose source is below the project directory."""
+    """(service, source, volume) of every bind mount whose source is below the project directory
+    or is one of the stack's data directories wherever they are (``DATA_ROOT`` on another disk)."""
+    data = {d.path for d in dirslib.data_dirs(model)}
     out = []
     for svc, spec in sorted(model.services.items()):
         for vol in spec.get("volumes") or []:
             if isinstance(vol, dict) and vol.get("type") == "bind" and vol.get("source"):
                 source = Path(str(vol["source"]))
-                if source == model.project_dir or model.project_dir in source.parents:
+                if source == model.project_dir or model.project_dir in source.parents or source in data:
                     out.append((svc, source, vol))
     return out
 
@@ -354,14 +395,29 @@ def check_desktop_sharing(model: Model, facts: Facts) -> list[Finding]:
     if engine is None or engine.kind != enginelib.DESKTOP or facts.desktop_shares is None or facts.wsl:
         return []
     settings, shares = facts.desktop_shares
-    if hostfacts.shared(model.project_dir, shares) or not bind_sources(model):
-        return []
-    return [Finding(
-        "desktop.file-sharing", ERROR,
-        f"the project directory {model.project_dir} is not in Docker Desktop's shared directories "
-        f"({', '.join(shares) or 'none'}; {settings}): every bind mount of the stack would be refused (mounts denied)",
-        f"Docker Desktop > Settings > Resources > File sharing: add {model.project_dir} (or a parent), then Apply & "
-        "restart; or clone the repository under a shared directory such as your home")]
+    sources = bind_sources(model)
+    out = []
+    inside = [s for _, s, _ in sources if s == model.project_dir or model.project_dir in s.parents]
+    if inside and not hostfacts.shared(model.project_dir, shares):
+        out.append(Finding(
+            "desktop.file-sharing", ERROR,
+            f"the project directory {model.project_dir} is not in Docker Desktop's shared directories "
+            f"({', '.join(shares) or 'none'}; {settings}): every bind mount of the stack would be refused (mounts "
+            "denied)",
+            f"Docker Desktop > Settings > Resources > File sharing: add {model.project_dir} (or a parent), then Apply "
+            "& restart; or clone the repository under a shared directory such as your home"))
+    rooted = dirslib.variable_rooted(model.project_dir)
+    outside = sorted({(svc, s, str(v.get("target", ""))) for svc, s, v in sources
+                      if s not in inside and not hostfacts.shared(s, shares)})
+    for svc, source, target in outside:
+        var = rooted.get(svc, {}).get(target.rstrip("/"), "the variable that sets it")
+        out.append(Finding(
+            "desktop.file-sharing", ERROR,
+            f"the data directory {source} of {svc} is not in Docker Desktop's shared directories "
+            f"({', '.join(shares) or 'none'}; {settings}): its bind mount would be refused (mounts denied)",
+            f"Docker Desktop > Settings > Resources > File sharing: add {source.parent} (or a parent), then Apply & "
+            f"restart; or set {var} in .env to a shared directory", svc, str(source)))
+    return out
 
 
 def check_selinux(model: Model, facts: Facts) -> list[Finding]:

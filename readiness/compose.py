@@ -222,7 +222,7 @@ def parse_user(value: Any) -> tuple[int, int] | None:
 
 
 _SERVICE_X_KEYS = {"user", "data-owner", "data-mode", "health", "docker-socket", "host-sysctl", "baked-secrets",
-                   "login", "connect"}
+                   "login", "connect", "verify", "ulimit-fallback"}
 
 
 def x_problems(model: Model) -> list[tuple[str, str]]:
@@ -268,6 +268,19 @@ def x_problems(model: Model) -> list[tuple[str, str]]:
         baked = raw.get("baked-secrets")
         if baked is not None and not (isinstance(baked, list) and all(isinstance(b, str) for b in baked)):
             out.append((f"{where}.baked-secrets", "must be a list of secret names"))
+        verify = raw.get("verify")
+        if verify is not None and not (isinstance(verify, dict) and isinstance(verify.get("probe"), str)
+                                       and all(isinstance(v, str | int | bool) for v in verify.values())):
+            out.append((f"{where}.verify", "must be a mapping with a `probe` kind and plain option values "
+                        "(e.g. {probe: valkey})"))
+        fallback = raw.get("ulimit-fallback")
+        if fallback is not None and not (isinstance(fallback, dict) and all(
+                isinstance(name, str) and isinstance(lines, dict) and lines
+                and all(isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)
+                        and isinstance(v, str | int) and not isinstance(v, bool) for k, v in lines.items())
+                for name, lines in fallback.items())):
+            out.append((f"{where}.ulimit-fallback", "must map a ulimit name to the .env lines that go with lowering "
+                        "it (e.g. {memlock: {OPENSEARCH_MEMORY_LOCK: \"false\"}})"))
         out += _shape_problems(model, f"{where}.login", raw.get("login"), _LOGIN_KEYS)
         out += _shape_problems(model, f"{where}.connect", raw.get("connect"), _CONNECT_KEYS)
     return out

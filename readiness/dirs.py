@@ -1,9 +1,24 @@
 """Bind-mount data directories: present, owned and writable by the container user.
 
-Which directories: every bind mount of the rendered model that is writable (not
-``read_only``) and whose source lies inside the project directory. Who must be able to
-write them: the service's ``x-readiness.data-owner`` (or ``user``), a *container* uid, which
-the engine maps to a host uid (:mod:`readiness.engine`).
+Which directories (:func:`data_dirs`): the source of every writable (not ``read_only``) bind
+mount of the rendered model that is a directory, or does not exist yet, and that
+
+* lies below the project directory (``./data/grafana``), or
+* is written in the compose file under a variable (``${DATA_ROOT:-../../data}/grafana``): its
+  location is a setting of ``.env``, so it is the stack's data wherever the setting points --
+  another disk, outside the checkout -- and is created, owned, checked and reset exactly like
+  one inside.
+
+No variable name is known here: the rule reads the compose files as written
+(:func:`readiness.compose.raw_services`). A source written as a literal path outside the
+project (``/var/log:/host/log``) is the host's, not the stack's, and is never created,
+re-owned or deleted; nor is a source that exists as something else than a directory (a
+configuration file, the Docker socket). Nor, whatever the compose files say, is a path the
+toolkit must never re-own or empty (:func:`protected`): the filesystem root and the directories
+directly below it, the system's own trees (``/etc``, ``/usr``, ``/proc``, ...), the project
+directory, the home directory and their ancestors; ``invoke dirs`` refuses such a setting with
+the fix. Who must be able to write a data directory: the service's ``x-readiness.data-owner``
+(or ``user``), a *container* uid, which the engine maps to a host uid (:mod:`readiness.engine`).
 
 How they are made, with no sudo under any engine: the toolkit creates each directory as the
 user under a temporary name, gives it its owner and mode -- directly when this process is
@@ -22,12 +37,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from . import compose, fsutil
 from . import engine as enginelib
-from . import fsutil
 from .compose import Model
 from .engine import Engine
 from .errors import ToolkitError, from_oserror
@@ -50,23 +68,108 @@ class DataDir:
     dac_override: bool = False
 
 
-def data_dirs(model: Model) -> list[DataDir]:
-    """Writable bind-mount sources below the project directory, sorted by path."""
-    root = model.project_dir
-    out: dict[Path, DataDir] = {}
+#: Trees of the system itself: never a data directory, whatever a variable says.
+SYSTEM_TREES = tuple(Path(p) for p in ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+                                        "/proc", "/sbin", "/sys", "/usr"))
+
+
+def protected(path: Path, project_dir: Path) -> bool:
+    """Whether ``path`` is one the toolkit must never create, re-own or empty as data: the
+    filesystem root or a directory directly below it, a system tree (:data:`SYSTEM_TREES`), the
+    project directory, the home directory, or an ancestor of either."""
+    path = Path(os.path.normpath(path))
+    if len(path.parts) <= 2 or any(path == t or t in path.parents for t in SYSTEM_TREES):
+        return True
+    home = os.path.expanduser("~")
+    keep = [project_dir] + ([Path(home)] if os.path.isabs(home) else [])
+    return any(path == k or path in k.parents for k in keep)
+
+
+_VARIABLE_ROOTED = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^{}]*\}|([A-Za-z_][A-Za-z0-9_]*))/[^/]")
+
+
+def _split_short(entry: str) -> tuple[str, str]:
+    """(source, target) of a short-syntax volume as written, ``${...}`` kept whole (it may hold ``:``)."""
+    parts, depth, current = [], 0, ""
+    for ch in entry:
+        depth += ch == "{"
+        depth -= ch == "}" and depth > 0
+        if ch == ":" and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return (parts[0], parts[1]) if len(parts) >= 2 else ("", parts[0])
+
+
+def variable_rooted(project_dir: Path) -> dict[str, dict[str, str]]:
+    """Service -> {container target: variable} of the bind mounts whose source the compose file
+    writes under a variable (``${DATA_ROOT:-../../data}/grafana:/var/lib/grafana``), as written."""
+    out: dict[str, dict[str, str]] = {}
+    for svc, (_, spec) in compose.raw_services(project_dir).items():
+        for vol in spec.get("volumes") or []:
+            if isinstance(vol, dict):
+                source, target = str(vol.get("source") or ""), str(vol.get("target") or "")
+            else:
+                source, target = _split_short(str(vol))
+            m = _VARIABLE_ROOTED.match(source.strip())
+            if m and "$" not in target:
+                out.setdefault(svc, {})[target.rstrip("/") or "/"] = m.group(1) or m.group(2)
+    return out
+
+
+def _writable_dir_binds(model: Model) -> Iterator[tuple[str, Path, dict[str, Any]]]:
+    """(service, source, volume) of every writable bind mount whose source is, or may become, a directory."""
     for svc, spec in sorted(model.services.items()):
-        mode = model.data_mode(svc)
         for vol in spec.get("volumes") or []:
             if not isinstance(vol, dict) or vol.get("type") != "bind" or vol.get("read_only"):
                 continue
             source = Path(vol.get("source", ""))
-            if not source.is_absolute() or root not in source.parents:
-                continue
-            if source.exists() and not source.is_dir():
-                continue  # a file mount (configuration), not a data directory
-            owner = model.data_owner(svc)
-            dac = (owner == (0, 0) and not model.x(svc).get("data-owner") and model.has_cap(svc, "DAC_OVERRIDE"))
-            out.setdefault(source, DataDir(svc, source, str(vol.get("target", "")), owner, mode, dac))
+            if not source.is_absolute() or (source.exists() and not source.is_dir()):
+                continue  # a file mount (configuration, the Docker socket), not a data directory
+            yield svc, source, vol
+
+
+def refused(model: Model) -> list[tuple[str, Path, str]]:
+    """(service, source, variable) of the writable bind mounts a variable puts on a :func:`protected` path."""
+    rooted = variable_rooted(model.project_dir)
+    out = []
+    for svc, source, vol in _writable_dir_binds(model):
+        var = rooted.get(svc, {}).get(str(vol.get("target", "")).rstrip("/"))
+        if var and model.project_dir not in source.parents and protected(source, model.project_dir):
+            out.append((svc, source, var))
+    return out
+
+
+def refuse_protected(model: Model) -> None:
+    """Stop, naming the setting, before a variable makes a system or home path a data directory."""
+    bad = refused(model)
+    if not bad:
+        return
+    variables = sorted({var for _, _, var in bad})
+    shown = ", ".join(f"{source} ({svc})" for svc, source, _ in bad)
+    raise ToolkitError(
+        f"{', '.join(variables)} puts data directories at {shown}: the filesystem root, a directory right below it, "
+        "a system tree, or the project or home directory, which the toolkit never creates, re-owns or deletes",
+        where=f".env ({', '.join(variables)})",
+        fix=f"set {variables[0]} in .env to a directory of its own (e.g. /srv/infra-core-data), then run again")
+
+
+def data_dirs(model: Model) -> list[DataDir]:
+    """The stack's data directories (the module's rule), sorted by path."""
+    root = model.project_dir
+    rooted = variable_rooted(root)
+    out: dict[Path, DataDir] = {}
+    for svc, source, vol in _writable_dir_binds(model):
+        if root not in source.parents:
+            if str(vol.get("target", "")).rstrip("/") not in rooted.get(svc, {}):
+                continue  # a host path written as such: not the stack's to create or delete
+            if protected(source, root):
+                continue  # refused(): `invoke dirs` says why
+        owner = model.data_owner(svc)
+        dac = (owner == (0, 0) and not model.x(svc).get("data-owner") and model.has_cap(svc, "DAC_OVERRIDE"))
+        out.setdefault(source, DataDir(svc, source, str(vol.get("target", "")), owner, model.data_mode(svc), dac))
     return [out[k] for k in sorted(out)]
 
 
@@ -109,6 +212,7 @@ def ensure(model: Model, engine: Engine, *, repair: bool = False) -> tuple[list[
 
     Returns (changes, problems); a problem is a directory its container cannot use, with the reason.
     """
+    refuse_protected(model)
     wanted = data_dirs(model)
     if not wanted:
         return [], []

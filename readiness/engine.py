@@ -130,6 +130,8 @@ class Engine:
     client_os: str = "Linux"
     #: The unix socket the engine's API listens on, as the CLI reaches it (None for tcp/ssh).
     socket: str | None = "/var/run/docker.sock"
+    #: ``docker info``'s ID: the engine's identity, kept across restarts (caches key on it).
+    id: str = ""
 
     @property
     def label(self) -> str:
@@ -269,6 +271,7 @@ def parse_info(doc: dict, *, docker_host: str | None, local_kernel: str, local_u
         insecure_registries=registries,
         client_os=client_os,
         socket=socket_path(docker_host),
+        id=str(doc.get("ID") or ""),
     )
 
 
@@ -420,18 +423,22 @@ def unprivileged_port_start(engine: Engine) -> int:
 
 
 def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], *, user: str = "0:0",
-                   caps: Sequence[str] = (), host_userns: bool = False, readonly: bool = False) -> list[str]:
+                   caps: Sequence[str] = (), host_userns: bool = False, readonly: bool = False,
+                   ulimits: Sequence[tuple[str, int, int]] = ()) -> list[str]:
     """``docker run`` of a short-lived helper: no network, only ``caps``, ``mounts`` bound.
 
     ``host_userns`` runs it in the host's user namespace (``--userns=host``), which only a
     userns-remap engine needs: its containers' root may not chown a file whose owner is not
     mapped into the remapped range (the user's own new directory). ``readonly`` mounts every
-    directory read-only (a helper that only looks).
+    directory read-only (a helper that only looks). ``ulimits`` are (name, soft, hard) to
+    start it with (-1: unlimited): whether the engine can apply them is its own answer.
     """
     args = ["docker", "run", "--rm", "--network", "none", "--user", user, "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges", "--entrypoint", "/bin/sh"]
     if host_userns:
         args.append("--userns=host")
+    for name, soft, hard in ulimits:
+        args += ["--ulimit", f"{name}={soft}:{hard}"]
     for cap in caps:
         args += ["--cap-add", cap]
     for source, target in mounts:
@@ -441,10 +448,10 @@ def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], 
 
 def helper(image: str, script: str, mounts: Sequence[tuple[Path, str]], *, user: str = "0:0",
            caps: Sequence[str] = (), timeout: float = 300, check: bool = True, host_userns: bool = False,
-           readonly: bool = False) -> runner.Result:
+           readonly: bool = False, ulimits: Sequence[tuple[str, int, int]] = ()) -> runner.Result:
     """Run ``script`` with ``sh`` in a helper container; with ``check``, a failure raises."""
     res = runner.run(helper_command(image, script, mounts, user=user, caps=caps, host_userns=host_userns,
-                                    readonly=readonly), timeout=timeout)
+                                    readonly=readonly, ulimits=ulimits), timeout=timeout)
     if check and not res.ok:
         raise helper_error(image, res)
     return res

@@ -30,6 +30,7 @@ from pathlib import Path
 from . import baked, certs, checks_engine, checks_state, compose, datastate, dirs, envfile, hostfacts, runner
 from . import engine as enginelib
 from . import secrets as secretslib
+from . import ulimits as ulimitslib
 from .compose import Model
 from .datastate import DirState
 from .engine import Engine
@@ -78,6 +79,8 @@ class Facts:
     selinux_enforcing: bool | None = None
     wsl: bool = False
     desktop_shares: tuple[str, list[str]] | None = None  # (settings file, shared directories)
+    #: Service -> the engine's verdict on its ulimits (services it gave none for are absent).
+    ulimits: dict[str, ulimitslib.Verdict] = field(default_factory=dict)
 
 
 def _json_lines(text: str) -> list[dict]:
@@ -148,6 +151,7 @@ def gather(model: Model) -> Facts:
         # Docker Desktop's VM or a remote engine: read in a helper container (local: /proc/sys).
         facts.max_map_count = enginelib.read_sysctl(facts.engine, "vm.max_map_count", model.helper_image)
         facts.unprivileged_port_start = enginelib.unprivileged_port_start(facts.engine)
+        facts.ulimits = ulimitslib.probe(model, facts.engine)
         gather_host(model, facts)
     facts.env = envfile.read(model.project_dir / ENV_FILE) if (model.project_dir / ENV_FILE).exists() else None
     facts.example = envfile.read(model.project_dir / ENV_EXAMPLE)
@@ -339,6 +343,13 @@ def check_certs(model: Model) -> list[Finding]:
 
 def check_dirs(model: Model, facts: Facts) -> list[Finding]:
     out = []
+    for svc, source, var in dirs.refused(model):
+        out.append(Finding("dir.protected", ERROR,
+                           f"{var} puts {svc}'s data directory at {source}, a path the toolkit never creates, re-owns "
+                           "or deletes (the filesystem root or a directory right below it, a system tree, the project "
+                           "or home directory)",
+                           f"set {var} in .env to a directory of its own (e.g. /srv/infra-core-data), then `invoke "
+                           "dirs`", svc, f"{ENV_FILE} ({var})"))
     for d in dirs.data_dirs(model):
         rel = model.relpath(d.path)
         if not d.path.is_dir():
@@ -552,6 +563,7 @@ def run_checks(model: Model, facts: Facts) -> list[Finding]:
     findings += checks_engine.check_network_kind(model, facts)
     findings += checks_engine.check_mounts(model, facts, files)
     findings += checks_engine.check_resources(model, facts, files)
+    findings += checks_engine.check_ulimits(model, facts, files)
     findings += checks_engine.check_disk(model, facts)
     findings += checks_engine.check_platform(model, facts)
     findings += checks_engine.check_desktop_sharing(model, facts)

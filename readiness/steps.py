@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,10 @@ def report(task: str, changes: list[str], unchanged: str) -> dict[str, Any]:
 
 
 def env(project: Path) -> dict[str, Any]:
-    adapted = _create_env_for_engine(project)
+    adapted, reasons = _create_env_for_engine(project)
     result = envfile.ensure(project / ".env", project / ".env.example")
     if adapted:
-        say("env", f"created .env from .env.example for a rootless engine: {', '.join(adapted)} (ports below "
-                   "1024 cannot be published without privileges, every URL carries the port; the Docker API "
-                   "proxy mounts this engine's own socket)")
+        say("env", f"created .env from .env.example for this engine: {', '.join(adapted)} ({'; '.join(reasons)})")
     elif result.created:
         say("env", f"created .env from .env.example ({len(result.added)} variables)")
     elif result.added:
@@ -85,32 +84,63 @@ def env(project: Path) -> dict[str, Any]:
     return {"created": bool(result.created or adapted), "added": list(result.added), "adapted": adapted}
 
 
-def _create_env_for_engine(project: Path) -> list[str]:
+def _create_env_for_engine(project: Path) -> tuple[list[str], list[str]]:
     """A new ``.env`` gets the defaults this engine needs, where the example's would not work.
 
     Only when ``.env`` does not exist yet (a value the user wrote is never changed). On a
     rootless engine: publishable ports (:func:`publishable_ports`) and the engine's own API
     socket for ``DOCKER_SOCKET`` (the default ``/var/run/docker.sock`` is a rootful engine's,
-    or nothing). Returns the ``KEY=value`` lines it chose.
+    or nothing). On any engine that cannot apply a service's ``ulimits`` (no CAP_SYS_RESOURCE:
+    rootless, or sandboxed): the values it grants (:func:`engine_ulimits`). Returns the
+    ``KEY=value`` lines it chose and why.
     """
     target, example = project / ".env", project / ".env.example"
     if target.exists() or not example.is_file():
-        return []
+        return [], []
     try:
         engine = enginelib.info()
     except ToolkitError:
-        return []  # no engine to ask: preflight will say what is wrong once there is one
-    if engine.kind != enginelib.ROOTLESS:
-        return []
+        return [], []  # no engine to ask: preflight will say what is wrong once there is one
     text = example.read_text(encoding="utf-8")
-    names = set(compose.port_variables(project).values())
-    text, chosen = publishable_ports(text, names, enginelib.unprivileged_port_start(engine))
-    if engine.socket:
-        text, socket_line = set_values(text, {SOCKET_VARIABLE: engine.socket})
-        chosen += socket_line
+    chosen: list[str] = []
+    reasons: list[str] = []
+    if engine.kind == enginelib.ROOTLESS:
+        names = set(compose.port_variables(project).values())
+        text, ports = publishable_ports(text, names, enginelib.unprivileged_port_start(engine))
+        if ports:
+            reasons.append("ports below 1024 cannot be published without privileges, every URL carries the port")
+        socket_line: list[str] = []
+        if engine.socket:
+            text, socket_line = set_values(text, {SOCKET_VARIABLE: engine.socket})
+        if socket_line:
+            reasons.append("the Docker API proxy mounts this engine's own socket")
+        chosen += ports + socket_line
+    text, limits = set_values(text, engine_ulimits(project, engine))
+    if limits:
+        reasons.append("ulimits lowered to the most this engine grants: without CAP_SYS_RESOURCE it cannot raise a "
+                       "container's limits above its own")
+        chosen += limits
     if chosen and fsutil.create_exclusive(target, text.encode(), 0o600):
-        return chosen
-    return []
+        return chosen, reasons
+    return [], []
+
+
+def engine_ulimits(project: Path, engine: enginelib.Engine) -> dict[str, str]:
+    """The ``.env`` values that give every service the ulimits this engine grants, where it
+    refuses the defaults (none when it accepts them all, or gives no answer)."""
+    from . import ulimits as ulimitslib
+
+    try:
+        m = compose.load(project, tolerate_missing=True)
+    except ToolkitError:
+        return {}  # the render fails: `invoke env` and preflight say why
+    values: dict[str, str] = {}
+    for verdict in ulimitslib.probe(m, engine).values():
+        if not verdict.accepted and verdict.lowered_ok:
+            lines, in_file = ulimitslib.env_lines(m, verdict)
+            if not in_file:
+                values.update(lines)
+    return values
 
 
 #: The variable naming the engine socket that the stack's Docker API proxy mounts.
@@ -249,7 +279,7 @@ def bootstrap(project: Path) -> Outcome:
 # ------------------------------------------------------------------ running
 
 
-def up(project: Path, timeout: int) -> Outcome:
+def up(project: Path, timeout: int, *, verify_after: bool = True) -> Outcome:
     from . import boot, health
 
     prepared = bootstrap(project)
@@ -257,11 +287,49 @@ def up(project: Path, timeout: int) -> Outcome:
         return Outcome({"bootstrap": prepared.doc}, ok=False)
     m = model(project)
     started = boot.up(m, enginelib.info(), timeout)
-    say("up", f"all {len(m.services)} services are up and healthy (`invoke health` probes the endpoints)", "ok")
+    healthy_at = time.time()
+    say("up", f"all {len(m.services)} services are up and healthy", "ok")
+    doc: dict[str, Any] = {"bootstrap": prepared.doc, "started": sorted(started)}
+    from .run import verify as verifylib
+
+    if verify_after and not verifylib.kinds(m):
+        say("up", "no service declares x-readiness.verify: nothing to verify (`invoke health` probes the endpoints)")
+    elif verify_after:
+        # `up` means the stack works: every service does its job, not only answers.
+        proved = verify(project, [], since=healthy_at if started else None)
+        doc["verify"] = proved.doc
+        if not proved.ok:
+            say("up", "the stack is up, but some services do not do their job (above); `invoke verify` "
+                      "checks again", "error")
+            return Outcome(doc, ok=False)
     where = urls_doc(m)
     output.current().text(urls_text(m, where))
-    states = {c.service: c.detail for c in health.container_checks(m, health.ps(m))}
-    return Outcome({"bootstrap": prepared.doc, "started": sorted(started), "services": states, "urls": where})
+    doc["services"] = {c.service: c.detail for c in health.container_checks(m, health.ps(m))}
+    doc["urls"] = where
+    return Outcome(doc)
+
+
+def verify(project: Path, services: list[str], *, since: float | None = None) -> Outcome:
+    """Every service's round trip through its users' interface (``readiness.run.verify``);
+    ``since``: when the stack became healthy, right before (``invoke up``)."""
+    from .run import verify as verifylib
+
+    m = model(project)
+    unknown = sorted(set(services) - set(m.services))
+    if unknown:
+        raise ToolkitError(f"no service named {', '.join(unknown)}",
+                           fix=f"choose from: {', '.join(sorted(m.services))}", code=output.EXIT_USAGE)
+    if not verifylib.kinds(m):
+        raise ToolkitError("no service of the stack declares x-readiness.verify: there is nothing to verify",
+                           where=str(project / compose.COMPOSE_FILE),
+                           fix="give each service `x-readiness: {verify: {probe: <kind>}}` (docs/x-readiness.md); "
+                               "`invoke health` checks containers and endpoints meanwhile")
+    out = output.current()
+    say("verify", f"proving {len(verifylib.kinds(m))} kinds of service do their job (one round trip each)")
+    verdicts, unverified = verifylib.run(m, preflight.root_ca(m), services or None, since=since)
+    out.text(verifylib.to_text(verdicts, unverified, out))
+    doc = verifylib.as_doc(verdicts, unverified)
+    return Outcome(doc, ok=doc["ok"])
 
 
 def health(project: Path, *, wait: bool, timeout: float, interval: float) -> Outcome:

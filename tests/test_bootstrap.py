@@ -8,9 +8,11 @@ survives. (REQ-BOOT-001..007, STORY-01, VAL-PLN-002/003)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 from conftest import run_invoke, tree_digest
+from helper_image import engine_sh
 
 PREPARED = (".env", "secrets", "data")
 
@@ -118,3 +120,73 @@ def test_repository_stack_bootstrap_is_idempotent(repo):
     for name in ("cert.pem", "key.pem", "rootCA.pem"):
         assert (repo / "secrets" / "certs" / name).is_file(), name
     assert_second_bootstrap_changes_nothing(repo)
+
+
+def test_data_root_outside_the_checkout_is_created_owned_checked_and_reset(mini, tmp_path):
+    """DATA_ROOT on another disk -- here a directory outside the copy -- is the stack's data as
+    data/ is: created with its container owner (through the engine: this runs as non-root and on
+    a rootless engine too), checked by preflight (owner, free space), re-owned by --repair and
+    deleted by reset. A writable bind of a host path written literally is the host's: never
+    created, checked or deleted. The owners are read through a helper container, as the
+    engine's containers see them, not with a host stat."""
+    outside = tmp_path / "elsewhere" / "data"
+    assert mini not in outside.parents
+    host = tmp_path / "host-path"
+    host.mkdir()
+    (host / "keep").write_text("the host's\n")
+    web = mini / "infra" / "01-web" / "docker-compose.yml"
+    text = web.read_text()
+    mount = "      - ${DATA_ROOT:-../../data}/web:/www\n"
+    assert text.count(mount) == 1
+    web.write_text(text.replace(mount, f"{mount}      - {host}:/host\n"))
+    assert run_invoke(mini, "env").returncode == 0
+    env = mini / ".env"
+    env.write_text(env.read_text().replace("DATA_ROOT=../../data", f"DATA_ROOT={outside}"))
+
+    first = run_invoke(mini, "dirs")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"{outside}/web: created (owner 472:0, mode 0750)" in first.stdout, first.stdout
+    assert not (mini / "data").exists()
+    assert engine_sh(outside / "web", "stat -c %u:%g:%a /d").strip() == "472:0:750"
+    again = run_invoke(mini, "dirs")
+    assert "all 1 data directories present (nothing changed)" in again.stdout, again.stdout
+
+    engine_sh(outside / "web", "chown 12345:12345 /d")
+    pre = run_invoke(mini, "preflight", "--json")
+    found = [f for f in json.loads(pre.stdout)["findings"] if f["id"].startswith("dir.")]
+    assert pre.returncode == 1 and [(f["id"], f["file"], f["service"]) for f in found] == \
+        [("dir.not-writable", str(outside / "web"), "web")], pre.stdout
+    repaired = run_invoke(mini, "dirs", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert engine_sh(outside / "web", "stat -c %u:%g /d").strip() == "472:0"
+
+    compose = mini / "docker-compose.yml"
+    original = compose.read_text()
+    anchor = "  helper-image: ${HELPER_IMAGE:-busybox:1.37.0}\n"
+    compose.write_text(original.replace(anchor, anchor + "  free-space:\n    data: 100000T\n"))
+    disk = [f for f in json.loads(run_invoke(mini, "preflight", "--json").stdout)["findings"] if f["id"] == "disk.data"]
+    assert [f["file"] for f in disk] == [str(outside / "web")], disk
+    compose.write_text(original)
+
+    engine_sh(outside / "web", "echo hello > /d/index.html && chown 472:0 /d/index.html")
+    reset = run_invoke(mini, "reset", "--yes")
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert f"removed {outside}/web" in reset.stdout
+    assert not (outside / "web").exists() and outside.is_dir()
+    assert (host / "keep").read_text() == "the host's\n" and sorted(p.name for p in host.iterdir()) == ["keep"]
+
+
+def test_a_data_root_on_a_system_or_home_path_is_refused(mini):
+    """A DATA_ROOT that would make the toolkit chown or empty a system tree, the home or the
+    project directory is bad input: dirs and preflight name the variable and the fix, and
+    nothing is created there."""
+    assert run_invoke(mini, "env").returncode == 0
+    env = mini / ".env"
+    env.write_text(env.read_text().replace("DATA_ROOT=../../data", "DATA_ROOT=/etc"))
+    res = run_invoke(mini, "dirs")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "DATA_ROOT puts data directories at /etc/web (web)" in res.stderr and "fix:" in res.stderr, res.stderr
+    assert not os.path.exists("/etc/web")
+    pre = json.loads(run_invoke(mini, "preflight", "--json").stdout)
+    found = [f for f in pre["findings"] if f["id"] == "dir.protected"]
+    assert [(f["service"], f["file"]) for f in found] == [("web", ".env (DATA_ROOT)")], pre

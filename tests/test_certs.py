@@ -1,7 +1,7 @@
 """Tests for readiness.certs: the checks on certificates made here, issuing through the real mkcert.
 
 The checking tests build their CA, leaves and keys with ``cryptography`` (shaped like mkcert's:
-see :func:`_authority` and :func:`_issue`), so each bad case -- foreign CA, missing name,
+see certfactory.py), so each bad case -- foreign CA, missing name,
 expired, encrypted key, ... -- is made exactly, with no mkcert and no waiting for a date.
 Everything that writes files (:func:`certs.ensure`) runs the real mkcert with a temporary
 CAROOT, since that is the production path, and one test checks that a real mkcert pair passes
@@ -11,22 +11,21 @@ the check. No mocks.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import stat
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
+from certfactory import DAY, NOW, Authority, authority, issue, key_pem, new_key, pem
 from conftest import require_tool  # tests/conftest.py
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from readiness import certs, fsutil
 from readiness.certs import CertPaths
@@ -34,95 +33,6 @@ from readiness.errors import ToolkitError
 
 HOSTS = ["grafana.localhost", "prometheus.localhost", "traefik.localhost"]
 NAMES = certs.required_names(HOSTS)
-NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)  # the clock of the checking tests
-DAY = timedelta(days=1)
-
-
-# --- certificates made with cryptography ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Authority:
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())  # P-256: instant, unlike RSA
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "readiness tests"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _authority(common_name: str = "test CA", *, issuer: Authority | None = None,
-               not_before: datetime = NOW - 365 * DAY, not_after: datetime = NOW + 3650 * DAY) -> Authority:
-    """A CA as mkcert makes its rootCA.pem (self-signed), or an intermediate under ``issuer``."""
-    key = _key()
-    signer = issuer.key if issuer else key
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(issuer.cert.subject if issuer else _name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if issuer:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
-    return Authority(builder.sign(signer, hashes.SHA256()), key)
-
-
-def _issue(ca: Authority, names: list[str], *, key: ec.EllipticCurvePrivateKey | None = None,
-           not_before: datetime = NOW - 30 * DAY, not_after: datetime = NOW + 800 * DAY,
-           usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.SERVER_AUTH,
-           ip_as_dns: bool = False) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A leaf like mkcert's: SANs, serverAuth, an Authority Key Identifier, no Subject Key Identifier."""
-    key = key or _key()
-    san: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            ip = ipaddress.ip_address(name)
-        except ValueError:
-            san.append(x509.DNSName(name))
-        else:
-            san.append(x509.DNSName(name) if ip_as_dns else x509.IPAddress(ip))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "readiness tests leaf")]))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
-        .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .sign(ca.key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey, *, fmt: serialization.PrivateFormat = serialization.PrivateFormat.PKCS8,
-             password: bytes | None = None) -> bytes:
-    encryption = (serialization.BestAvailableEncryption(password) if password
-                  else serialization.NoEncryption())
-    return key.private_bytes(serialization.Encoding.PEM, fmt, encryption)
 
 
 def _paths(directory: Path) -> CertPaths:
@@ -134,26 +44,26 @@ def _write(directory: Path, ca: Authority, leaf: x509.Certificate, key: ec.Ellip
     """cert.pem (leaf, then ``chain``), key.pem and rootCA.pem in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = _paths(directory)
-    paths.cert.write_bytes(b"".join(_pem(c) for c in (leaf, *chain)))
-    paths.key.write_bytes(_key_pem(key))
-    paths.ca.write_bytes(_pem(ca.cert))
+    paths.cert.write_bytes(b"".join(pem(c) for c in (leaf, *chain)))
+    paths.key.write_bytes(key_pem(key))
+    paths.ca.write_bytes(pem(ca.cert))
     return paths
 
 
 @pytest.fixture(scope="session")
 def ca() -> Authority:
-    return _authority()
+    return authority()
 
 
 @pytest.fixture(scope="session")
 def other_ca() -> Authority:
-    return _authority("another CA")
+    return authority("another CA")
 
 
 @pytest.fixture
 def pair(tmp_path: Path, ca: Authority) -> CertPaths:
     """A valid pair for NAMES at NOW, made by ``ca``."""
-    return _write(tmp_path / "certs", ca, *_issue(ca, NAMES))
+    return _write(tmp_path / "certs", ca, *issue(ca, NAMES))
 
 
 # --- helpers for the mkcert tests -----------------------------------------------------------
@@ -219,7 +129,7 @@ def _old_backups(directory: Path, count: int) -> list[str]:
     for i in range(count):
         backup = directory / f"backup-2020010{i + 1}T000000Z"
         backup.mkdir(mode=0o700)
-        (backup / "key.pem").write_bytes(_key_pem(_key()))
+        (backup / "key.pem").write_bytes(key_pem(new_key()))
         made.append(backup.name)
     return made
 
@@ -336,7 +246,7 @@ def test_a_damaged_key_is_a_reason(pair: CertPaths, content: bytes | None) -> No
 
 
 def test_the_key_of_another_pair_does_not_match(pair: CertPaths) -> None:
-    other_key = _key_pem(_key())
+    other_key = key_pem(new_key())
     pair.key.write_bytes(other_key)
 
     reasons = certs.problems(pair, NAMES, now=NOW)
@@ -350,15 +260,15 @@ def test_the_key_of_another_pair_does_not_match(pair: CertPaths) -> None:
                          ids=["pkcs8", "traditional"])
 def test_an_encrypted_key_is_reported_as_such(tmp_path: Path, ca: Authority,
                                               fmt: serialization.PrivateFormat) -> None:
-    leaf, key = _issue(ca, NAMES)
+    leaf, key = issue(ca, NAMES)
     paths = _write(tmp_path / "certs", ca, leaf, key)
-    paths.key.write_bytes(_key_pem(key, fmt=fmt, password=b"correct horse"))
+    paths.key.write_bytes(key_pem(key, fmt=fmt, password=b"correct horse"))
 
     assert certs.problems(paths, NAMES, now=NOW) == ["key.pem is encrypted (Traefik needs an unencrypted key)"]
 
 
 def test_a_leaf_from_another_ca_does_not_chain(tmp_path: Path, ca: Authority, other_ca: Authority) -> None:
-    paths = _write(tmp_path / "certs", ca, *_issue(other_ca, [n for n in NAMES if n != "grafana.localhost"]))
+    paths = _write(tmp_path / "certs", ca, *issue(other_ca, [n for n in NAMES if n != "grafana.localhost"]))
 
     # The chain error must not hide which names the foreign leaf lacks.
     assert certs.problems(paths, NAMES, now=NOW) == [
@@ -368,8 +278,8 @@ def test_a_leaf_from_another_ca_does_not_chain(tmp_path: Path, ca: Authority, ot
 
 
 def test_an_intermediate_in_cert_pem_completes_the_chain(tmp_path: Path, ca: Authority) -> None:
-    intermediate = _authority("intermediate", issuer=ca)
-    leaf, key = _issue(intermediate, NAMES)
+    intermediate = authority("intermediate", issuer=ca)
+    leaf, key = issue(intermediate, NAMES)
 
     with_it = _write(tmp_path / "with", ca, leaf, key, chain=(intermediate.cert,))
     without = _write(tmp_path / "without", ca, leaf, key)
@@ -379,7 +289,7 @@ def test_an_intermediate_in_cert_pem_completes_the_chain(tmp_path: Path, ca: Aut
 
 
 def test_an_uncovered_name_is_named_in_the_order_given(tmp_path: Path, ca: Authority) -> None:
-    paths = _write(tmp_path / "certs", ca, *_issue(ca, ["prometheus.localhost", "localhost", "127.0.0.1", "::1"]))
+    paths = _write(tmp_path / "certs", ca, *issue(ca, ["prometheus.localhost", "localhost", "127.0.0.1", "::1"]))
 
     assert certs.problems(paths, NAMES, now=NOW) == [
         "cert.pem does not cover grafana.localhost",
@@ -390,8 +300,8 @@ def test_an_uncovered_name_is_named_in_the_order_given(tmp_path: Path, ca: Autho
 
 
 def test_ip_names_need_ip_address_entries(tmp_path: Path, ca: Authority) -> None:
-    no_v6 = _write(tmp_path / "a", ca, *_issue(ca, [*HOSTS, "localhost", "127.0.0.1"]))
-    as_dns = _write(tmp_path / "b", ca, *_issue(ca, NAMES, ip_as_dns=True))
+    no_v6 = _write(tmp_path / "a", ca, *issue(ca, [*HOSTS, "localhost", "127.0.0.1"]))
+    as_dns = _write(tmp_path / "b", ca, *issue(ca, NAMES, ip_as_dns=True))
 
     assert certs.problems(no_v6, NAMES, now=NOW) == ["cert.pem does not cover ::1"]
     # An address written as a DNS name does not count: clients match IPs against IP entries only.
@@ -402,7 +312,7 @@ def test_ip_names_need_ip_address_entries(tmp_path: Path, ca: Authority) -> None
 
 
 def test_a_client_certificate_is_not_a_server_certificate(tmp_path: Path, ca: Authority) -> None:
-    paths = _write(tmp_path / "certs", ca, *_issue(ca, NAMES, usage=ExtendedKeyUsageOID.CLIENT_AUTH))
+    paths = _write(tmp_path / "certs", ca, *issue(ca, NAMES, usage=ExtendedKeyUsageOID.CLIENT_AUTH))
 
     [reason] = certs.problems(paths, NAMES, now=NOW)
 
@@ -411,7 +321,7 @@ def test_a_client_certificate_is_not_a_server_certificate(tmp_path: Path, ca: Au
 
 def test_expiry_rules_follow_the_clock(tmp_path: Path, ca: Authority) -> None:
     not_before, not_after = NOW - 10 * DAY, NOW + 100 * DAY
-    paths = _write(tmp_path / "certs", ca, *_issue(ca, NAMES, not_before=not_before, not_after=not_after))
+    paths = _write(tmp_path / "certs", ca, *issue(ca, NAMES, not_before=not_before, not_after=not_after))
 
     assert certs.problems(paths, NAMES, now=not_after - 10 * DAY) == ["cert.pem expires in 10 days (less than 30)"]
     assert certs.problems(paths, NAMES, now=not_after - 10 * DAY, min_days=5) == []
@@ -429,8 +339,8 @@ def test_expiry_rules_follow_the_clock(tmp_path: Path, ca: Authority) -> None:
 
 
 def test_an_expired_ca_is_reported_once_as_a_date(tmp_path: Path) -> None:
-    short_ca = _authority("short-lived CA", not_before=NOW - 100 * DAY, not_after=NOW + 10 * DAY)
-    paths = _write(tmp_path / "certs", short_ca, *_issue(short_ca, NAMES, not_after=NOW + 400 * DAY))
+    short_ca = authority("short-lived CA", not_before=NOW - 100 * DAY, not_after=NOW + 10 * DAY)
+    paths = _write(tmp_path / "certs", short_ca, *issue(short_ca, NAMES, not_after=NOW + 400 * DAY))
 
     later = NOW + 20 * DAY
     assert certs.problems(paths, NAMES, now=later) == [f"rootCA.pem expired on {NOW + 10 * DAY:%Y-%m-%d %H:%M} UTC"]

@@ -19,12 +19,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_invoke
+from conftest import invoke_env, run_invoke
 from helper_image import ensure_helper_image
 
 from readiness import engine as enginelib
 from readiness import secrets as secretslib
 from readiness import steps
+from readiness import ulimits as ulimitslib
 from readiness.engine import IdRange, parse_info
 
 ROOTFUL_INFO = {"ServerVersion": "26.1.5", "OperatingSystem": "Debian GNU/Linux 12 (bookworm)",
@@ -256,6 +257,58 @@ def test_rootless_engine_gets_publishable_ports_and_preflight_names_privileged_o
     found = [f for f in doc["findings"] if f["id"] == "port.privileged"]
     assert len(found) == 1 and "HTTPS_PORT=443" in found[0]["message"]
     assert "ip_unprivileged_port_start" in found[0]["fix"] and "HTTPS_PORT" in found[0]["file"]
+
+
+def test_ulimits_are_lowered_to_what_the_engine_grants_and_never_raised():
+    """The pure part of engine.ulimit: /proc/self/limits as the engine's containers read it, and
+    each wanted value lowered to the engine's hard limit (-1 is unlimited), never raised."""
+    text = ("Limit                     Soft Limit           Hard Limit           Units\n"
+            "Max open files            20000                20000                files\n"
+            "Max locked memory         8388608              8388608              bytes\n"
+            "Max core file size        0                    unlimited            bytes\n")
+    granted = ulimitslib.parse_proc_limits(text)
+    assert granted == {"nofile": (20000, 20000), "memlock": (8388608, 8388608), "core": (0, -1)}
+    Limit = ulimitslib.Limit
+    assert ulimitslib.lower(Limit("memlock", -1, -1), 8388608) == Limit("memlock", 8388608, 8388608)
+    assert ulimitslib.lower(Limit("nofile", 1024, 65536), 20000) == Limit("nofile", 1024, 20000)
+    assert ulimitslib.lower(Limit("nofile", 4096, 4096), 20000) == Limit("nofile", 4096, 4096)
+    assert ulimitslib.lower(Limit("core", -1, -1), -1) == Limit("core", -1, -1)
+    assert Limit("memlock", -1, -1).text() == "memlock=unlimited" and Limit("nofile", 1, 2).text() == "nofile=1:2"
+
+
+def test_a_new_env_gets_the_ulimits_this_engine_grants(repo):
+    """An engine without CAP_SYS_RESOURCE -- every rootless engine, and ours -- cannot give
+    OpenSearch memlock=-1: runc would refuse the container at `up`. `invoke env` asks the engine
+    and writes what it grants into a new .env (memory_lock off with it), so bootstrap passes
+    and a container starts with exactly the ulimits the stack now renders. An engine that grants
+    them (rootful with the capability) has nothing to adapt: skipped there, run by the rootless
+    CI pass."""
+    image = ensure_helper_image()
+    probe = subprocess.run(["docker", "run", "--rm", "--network", "none", "--ulimit", "memlock=-1:-1",
+                            "--entrypoint", "/bin/true", image], capture_output=True, text=True, timeout=120)
+    if probe.returncode == 0:
+        pytest.skip("this engine can raise memlock (CAP_SYS_RESOURCE); needs a rootless engine (the rootless CI "
+                    "pass) or one without the capability")
+    assert "rlimit" in probe.stderr, probe.stderr
+    env = run_invoke(repo, "env")
+    assert env.returncode == 0, env.stdout + env.stderr
+    assert "OPENSEARCH_MEMORY_LOCK=false" in env.stdout and "OPENSEARCH_MEMLOCK=" in env.stdout, env.stdout
+    values = dict(line.split("=", 1) for line in (repo / ".env").read_text().splitlines()
+                  if line.startswith("OPENSEARCH_"))
+    assert values["OPENSEARCH_MEMLOCK"] != "-1" and values["OPENSEARCH_MEMORY_LOCK"] == "false"
+    boot = run_invoke(repo, "bootstrap")
+    assert boot.returncode == 0, boot.stdout + boot.stderr
+    assert "engine.ulimit" not in boot.stdout
+    rendered = subprocess.run(["docker", "compose", "config", "--format", "json"], cwd=repo, capture_output=True,
+                              text=True, timeout=120, env=invoke_env(repo))
+    assert rendered.returncode == 0, rendered.stderr
+    limits = json.loads(rendered.stdout)["services"]["opensearch"]["ulimits"]
+    args = [a for n, v in sorted(limits.items()) for a in ("--ulimit", f"{n}={v['soft']}:{v['hard']}")]
+    started = subprocess.run(["docker", "run", "--rm", "--network", "none", *args, "--entrypoint", "/bin/true",
+                              image], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    again = run_invoke(repo, "env")
+    assert ".env has every key of .env.example (nothing changed)" in again.stdout, again.stdout
 
 
 def test_the_engine_chosen_by_docker_context_use_is_the_one_asked(tmp_path, monkeypatch):

@@ -19,9 +19,10 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
-from conftest import require_tool, run_invoke
+from conftest import invoke_env, require_tool, run_invoke
 from helper_image import engine_sh, ensure_helper_image
 
+from readiness import engine as enginelib
 from readiness import hostfacts
 
 
@@ -373,3 +374,77 @@ def test_image_built_for_another_architecture(ready, tmp_path):
         assert findings(project) == (0, [])
     finally:
         docker("image", "rm", image)
+
+
+# --------------------------------------------------------------------- ulimits the engine cannot apply
+
+
+def put_env(project, values: dict[str, str]) -> None:
+    """Set each key in the project's .env, appending the ones it lacks."""
+    env = project / ".env"
+    text = env.read_text()
+    for key, value in values.items():
+        if re.search(rf"(?m)^{key}=", text):
+            text = re.sub(rf"(?m)^{key}=.*$", f"{key}={value}", text)
+        else:
+            text += f"{key}={value}\n"
+    env.write_text(text)
+
+
+def engine_starts(ulimits: list[str]) -> subprocess.CompletedProcess[str]:
+    """A container of the helper image, started with ``--ulimit`` each of ``ulimits``."""
+    args = [a for u in ulimits for a in ("--ulimit", u)]
+    return subprocess.run(["docker", "run", "--rm", "--network", "none", *args, "--entrypoint", "/bin/true",
+                           ensure_helper_image()], capture_output=True, text=True, timeout=120)
+
+
+def rendered_ulimits(project, service: str) -> list[str]:
+    """``name=soft:hard`` of each ulimit the stack gives ``service``, as Compose renders it now."""
+    res = subprocess.run(["docker", "compose", "config", "--format", "json"], cwd=project, capture_output=True,
+                         text=True, timeout=120, env=invoke_env(project))
+    assert res.returncode == 0, res.stderr
+    limits = json.loads(res.stdout)["services"][service].get("ulimits") or {}
+    return [f"{n}={v['soft']}:{v['hard']}" if isinstance(v, dict) else f"{n}={v}:{v}"
+            for n, v in sorted(limits.items())]
+
+
+def fixed_lines(fix: str) -> dict[str, str]:
+    """The ``KEY=value`` lines a fix says to set in .env."""
+    m = re.search(r"set in \.env: ((?:[A-Z_][A-Z0-9_]*=\S+ ?)+)", fix)
+    assert m, fix
+    return dict(item.split("=", 1) for item in m.group(1).split())
+
+
+def test_ulimits_the_engine_cannot_apply_are_refused_with_the_env_lines_that_fit(repo):
+    """Each refusal is the engine's, checked here with the same `docker run --ulimit` that
+    `up` would need: OpenSearch's open files above the kernel's fs.nr_open (no engine may raise
+    a limit above it, CAP_SYS_RESOURCE or not), and, on an engine that cannot raise memlock
+    (rootless, or without CAP_SYS_RESOURCE, as on our machines), the shipped memlock=-1. The
+    finding names the .env lines; set, they render ulimits the engine starts a container with."""
+    result = run_invoke(repo, "bootstrap")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert findings(repo) == (0, [])
+    ceiling = int(engine_sh_output("cat /proc/sys/fs/nr_open"))
+    cases = [{"OPENSEARCH_NOFILE": str(ceiling + 1)}]
+    if "rlimit" in engine_starts(["memlock=-1:-1"]).stderr:
+        cases.append({"OPENSEARCH_MEMLOCK": "-1", "OPENSEARCH_MEMORY_LOCK": "true"})
+    for case in cases:
+        put_env(repo, case)
+        refused = engine_starts(rendered_ulimits(repo, "opensearch"))
+        assert refused.returncode != 0 and "rlimit" in refused.stderr, refused.stderr  # what `up` would hit
+        f = only(repo, "engine.ulimit")
+        assert f["service"] == "opensearch" and "runc would refuse" in f["message"], f
+        lines = fixed_lines(f["fix"])
+        assert set(case) <= set(lines) and all(k in f["file"] for k in lines), f
+        if "OPENSEARCH_MEMLOCK" in case:
+            assert lines["OPENSEARCH_MEMORY_LOCK"] == "false" and lines["OPENSEARCH_MEMLOCK"] != "-1"
+        put_env(repo, lines)
+        assert findings(repo) == (0, [])
+        started = engine_starts(rendered_ulimits(repo, "opensearch"))
+        assert started.returncode == 0, started.stderr
+
+
+def engine_sh_output(script: str) -> str:
+    """``script``'s output in a helper container of the engine (its kernel, not this machine's)."""
+    res = enginelib.helper(ensure_helper_image(), script, [], timeout=120)
+    return res.stdout.strip()

@@ -496,3 +496,111 @@ def test_no_credential_shaped_key_in_environment(stack):
         assert credential_key_problems({"svc": {"environment": {key: "x"}}}), key
     for key in ("GF_SECURITY_ADMIN_PASSWORD__FILE", "MINIO_ROOT_PASSWORD_FILE", "KC_DB_USERNAME", "KEYCLOAK_HOST"):
         assert not credential_key_problems({"svc": {"environment": {key: "x"}}}), key
+
+
+# --- what a read-only root still needs at run time ---------------------------------------------
+
+#: Services whose program writes temporary files in the OS temp directory (``TMPDIR``, else
+#: ``/tmp``) while it runs. Which programs do is in their code, not in Compose, so this list is
+#: reviewed knowledge, each entry with where the program does it: on a read-only root each needs
+#: a writable temp directory, or that part of it fails without stopping the container (a green
+#: ``invoke health`` over a Loki whose retention never deletes anything).
+TEMP_DIR_WRITERS = {
+    "grafana": "its plugin installer stages downloads in os.TempDir()",
+    "loki": "the compactor's retention sweeper reads a copy of each mark file made with "
+            "os.CreateTemp(\"\", \"marker-view-\") (pkg/compactor/retention/marker.go)",
+    "minio": "the image's mc client keeps its configuration in MC_CONFIG_DIR=/tmp/.mc",
+    "postgres-init": "bash may spool the SQL here-document to a temporary file",
+}
+
+
+def _mount_point(entry: Any) -> str:
+    return str(entry).split(":", 1)[0].rstrip("/") or "/"
+
+
+def writable_paths(spec: dict[str, Any]) -> set[str]:
+    """Container paths a service may write on a read-only root: its tmpfs mounts and the
+    targets of its writable volumes."""
+    paths = {_mount_point(e) for e in spec.get("tmpfs") or []}
+    paths |= {str(v.get("target", "")).rstrip("/") for v in spec.get("volumes") or []
+              if isinstance(v, dict) and not v.get("read_only")}
+    return paths
+
+
+def temp_dir_problems(services: dict[str, dict[str, Any]]) -> list[str]:
+    """Every read-only service of TEMP_DIR_WRITERS has a writable temp directory: ``TMPDIR``
+    below one of its writable paths, or, without TMPDIR, a tmpfs or writable mount at /tmp."""
+    out = []
+    for svc, why in sorted(TEMP_DIR_WRITERS.items()):
+        spec = services.get(svc)
+        if spec is None:
+            out.append(f"{svc}: no such service (update TEMP_DIR_WRITERS)")
+            continue
+        if spec.get("read_only") is not True:
+            continue
+        tmpdir = str((spec.get("environment") or {}).get("TMPDIR") or "/tmp").rstrip("/")
+        if not any(tmpdir == p or tmpdir.startswith(p + "/") for p in writable_paths(spec)):
+            out.append(f"{svc}: read-only root and its temp directory {tmpdir} is not writable (add a tmpfs "
+                       f"for it): {why}")
+    return out
+
+
+#: The environment that makes Grafana install and update no plugin at start (its [plugins]
+#: section, pkg/setting/setting_plugins.go); see the comment beside it in the compose file.
+GRAFANA_NO_PLUGIN_INSTALL = {"GF_PLUGINS_PREINSTALL_DISABLED": "true", "GF_PLUGINS_PREINSTALL_AUTO_UPDATE": "false"}
+
+
+def grafana_plugin_problems(services: dict[str, dict[str, Any]]) -> list[str]:
+    """Every Grafana on a read-only root installs and updates no plugin at start.
+
+    Grafana 13 updates its bundled data-source plugins in place at every start; on a
+    read-only root the update unloads the plugin, then fails, and the data source is gone
+    while Grafana stays healthy (the upstream report is cited beside the setting)."""
+    out = []
+    for svc, spec in sorted(services.items()):
+        image = str(spec.get("image", "")).rsplit(":", 1)[0]
+        if not image.endswith("grafana/grafana") or spec.get("read_only") is not True:
+            continue
+        env = spec.get("environment") or {}
+        out += [f"{svc}: read-only root without {key}={value} (the bundled plugins' update at start fails and "
+                "unregisters them)" for key, value in sorted(GRAFANA_NO_PLUGIN_INSTALL.items())
+                if str(env.get(key, "")).lower() != value]
+    return out
+
+
+def test_every_read_only_service_that_writes_temp_files_has_a_writable_temp_dir(stack, notes):
+    _, model = stack
+    assert temp_dir_problems(model.services) == []
+    # The tmpfs is explained where it is declared, like every other.
+    for svc in TEMP_DIR_WRITERS:
+        if model.services[svc].get("read_only"):
+            assert notes.item_reason(svc, "tmpfs", "/tmp"), svc
+    loki = model.services["loki"]
+    assert temp_dir_problems(broken(model, "loki", tmpfs=None)) == \
+        [f"loki: read-only root and its temp directory /tmp is not writable (add a tmpfs for it): "
+         f"{TEMP_DIR_WRITERS['loki']}"]
+    # TMPDIR elsewhere counts only on a writable path: under the data directory it would do...
+    moved = {**(loki.get("environment") or {}), "TMPDIR": "/loki/tmp"}
+    assert temp_dir_problems(broken(model, "loki", tmpfs=None, environment=moved)) == []
+    # ...on the read-only root it would not.
+    moved["TMPDIR"] = "/var/tmp"
+    assert temp_dir_problems(broken(model, "loki", environment=moved))[0].startswith(
+        "loki: read-only root and its temp directory /var/tmp is not writable")
+    # A service that keeps a writable root needs nothing more.
+    assert temp_dir_problems(broken(model, "loki", tmpfs=None, read_only=None)) == []
+
+
+def test_grafana_installs_and_updates_no_plugin_at_start(stack):
+    _, model = stack
+    assert grafana_plugin_problems(model.services) == []
+    env = model.services["grafana"]["environment"]
+    for key, value in GRAFANA_NO_PLUGIN_INSTALL.items():
+        without = {k: v for k, v in env.items() if k != key}
+        assert grafana_plugin_problems(broken(model, "grafana", environment=without)) == \
+            [f"grafana: read-only root without {key}={value} (the bundled plugins' update at start fails and "
+             "unregisters them)"]
+    assert grafana_plugin_problems(broken(model, "grafana", environment={**env, "GF_PLUGINS_PREINSTALL_DISABLED":
+                                                                          "false"}))
+    # A writable root would take the update (then it is a choice, not a trap).
+    without = {k: v for k, v in env.items() if k not in GRAFANA_NO_PLUGIN_INSTALL}
+    assert grafana_plugin_problems(broken(model, "grafana", environment=without, read_only=None)) == []

@@ -95,6 +95,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("valkey", "trixie", ("valkey-server", "valkey-tools"),
            users=(("valkey", 999, 999, "/var/lib/valkey", "/usr/sbin/nologin"),),
            why="valkey-server and valkey-cli 8.1, valkey as 999:999 like valkey/valkey"),
+    Recipe("python", "trixie", ("python3",),
+           why="Python 3 for the contract fakes of what cannot run here (Keycloak, MinIO, OpenSearch, Grafana, "
+               "Loki): fakes/*.py"),
     Recipe("haproxy", "sid", ("haproxy",),
            users=(("haproxy", 99, 99, "/var/lib/haproxy", "/usr/sbin/nologin"),),
            check_valid_until=False,

@@ -42,6 +42,9 @@ from . import realdb, rootfs
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 STANDIN_SCRIPT = HERE / "standin.sh"
+FAKES_DIR = HERE / "fakes"
+#: Upstream repository name -> contract fake (fakes/<name>.py) for what cannot run here at all.
+FAKES = {"keycloak": "keycloak", "minio": "minio", "opensearch": "opensearch", "grafana": "grafana", "loki": "loki"}
 BUSYBOX = Path(os.environ.get("READINESS_E2E_BUSYBOX", "/bin/busybox"))
 PROMETHEUS_BIN = Path("/usr/bin/prometheus")  # Debian package `prometheus`
 ALERTMANAGER_BIN = Path("/usr/bin/prometheus-alertmanager")  # Debian package `prometheus-alertmanager`
@@ -214,6 +217,37 @@ def one_shot_services(model: dict[str, Any]) -> set[str]:
     return out
 
 
+def fake_kind(image: str) -> str | None:
+    """The contract fake that stands in for an upstream image (by repository name), when the
+    suite has its Debian root filesystems (the fakes run on Debian's Python)."""
+    name = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    return FAKES.get(name) if realdb.enabled() else None
+
+
+def scrape_ports(root: Path, model: dict[str, Any]) -> dict[str, set[int]]:
+    """Service -> the ports Prometheus scrapes it on (its static targets, by service name), read
+    from the configuration file the Prometheus service mounts: a stand-in must answer
+    ``/metrics`` there, as the upstream program does."""
+    names = {str(spec.get("hostname") or svc): svc for svc, spec in model["services"].items()}
+    out: dict[str, set[int]] = {}
+    for spec in model["services"].values():
+        if image_kind(str(spec.get("image", ""))) != "prometheus":
+            continue
+        flag = next((str(a).split("=", 1)[1] for a in spec.get("command") or []
+                     if str(a).startswith("--config.file=")), "/etc/prometheus/prometheus.yml")
+        for vol in spec.get("volumes") or []:
+            target = str(vol.get("target", ""))
+            if vol.get("type") == "bind" and flag.startswith(target.rstrip("/") + "/"):
+                config = yaml.safe_load((Path(vol["source"]) / flag[len(target):].lstrip("/")).read_text()) or {}
+                for job in config.get("scrape_configs") or []:
+                    for static in job.get("static_configs") or []:
+                        for target_host in static.get("targets") or []:
+                            host, _, port = str(target_host).rpartition(":")
+                            if host in names and port.isdigit():
+                                out.setdefault(names[host], set()).add(int(port))
+    return out
+
+
 def health_paths(model: dict[str, Any]) -> list[str]:
     paths = {"/"}
     for spec in model["services"].values():
@@ -374,6 +408,7 @@ class Images:
     tls_standin: str
     per_service: dict[str, str]
     real: dict[str, str] = field(default_factory=dict)  # service -> real-program image (realdb.py)
+    fake: str = ""  # the contract fakes' base image (Debian's Python, busybox, fakes/)
 
 
 def standin_rootfs(model: dict[str, Any]) -> RootFS:
@@ -430,11 +465,15 @@ def build_images(model: dict[str, Any]) -> Images:
     tls_standin = build("tls-standin", fs,
                         f"FROM {traefik}\nCOPY rootfs/ /\nENTRYPOINT [\"/standin\"]\n")
 
+    faked = any(fake_kind(str(spec.get("image", ""))) for spec in model["services"].values())
+    fake = build_fake_image() if faked else ""
     per_service = {}
     for svc, spec in sorted(model["services"].items()):
         if image_kind(str(spec.get("image", ""))):
             continue
         base = tls_standin if any(s == "tls" for s, _ in service_ports(spec)) else standin
+        if fake_kind(str(spec.get("image", ""))):
+            base = fake
         user = x_readiness(spec).get("user") or spec.get("user") or "0:0"
         # The upstream image's default USER is the service's x-readiness.user: carry it in the
         # image, so the override does not need a `user:` key.
@@ -449,7 +488,59 @@ def build_images(model: dict[str, Any]) -> Images:
                 real.update(realdb.build_images({"services": {svc: model["services"][svc]}}, build, RootFS))
             except rootfs.Unavailable as exc:
                 raise E2EError(f"{svc} (Traefik's Docker API proxy) runs the real HAProxy, and {exc}") from exc
-    return Images(traefik, prometheus, alertmanager, standin, tls_standin, per_service, real)
+    return Images(traefik, prometheus, alertmanager, standin, tls_standin, per_service, real, fake)
+
+
+def fake_tls_pair() -> tuple[bytes, bytes]:
+    """A self-signed certificate and key for the fakes' HTTPS ports, made once per machine user
+    and kept beside the root filesystems (a new pair per session would rebuild the image)."""
+    folder = rootfs.user_cache().parent / "fake-tls"
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    if not (cert.is_file() and key.is_file()):
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        pkey = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "readiness-e2e-fake")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        crt = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(pkey.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=3650))
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+               .sign(pkey, hashes.SHA256()))
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".tmp-{os.getpid()}"
+        tmp.mkdir()
+        (tmp / "cert.pem").write_bytes(crt.public_bytes(serialization.Encoding.PEM))
+        (tmp / "key.pem").write_bytes(pkey.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+        for part in ("key.pem", "cert.pem"):  # cert last: its presence means the pair is whole
+            os.replace(tmp / part, folder / part)
+        tmp.rmdir()
+    return cert.read_bytes(), key.read_bytes()
+
+
+def build_fake_image() -> str:
+    """Debian's Python (the ``python`` rootfs), busybox for ``standin.sh``, and the fakes."""
+    base = rootfs.ensure_image("python", log=lambda *_: None)
+    fs = RootFS()
+    fs.add("/opt/busybox/busybox", BUSYBOX, 0o755)
+    for applet in run([str(BUSYBOX), "--list"], check=True).stdout.split():
+        if applet != "busybox":
+            fs.links[f"opt/busybox/bin/{applet}"] = "../busybox"
+    fs.add("/standin", STANDIN_SCRIPT.read_bytes(), 0o755)
+    for path in sorted(FAKES_DIR.glob("*.py")):
+        fs.add(f"/fakes/{path.name}", path.read_bytes(), 0o644)
+    cert, key = fake_tls_pair()
+    fs.add("/fakes/tls/cert.pem", cert, 0o644)
+    fs.add("/fakes/tls/key.pem", key, 0o644)  # a throwaway key, readable by every service uid
+    return build("fake", fs, f"FROM {base}\nCOPY rootfs/ /\n"
+                 "ENV PATH=/opt/busybox/bin:/usr/local/bin:/usr/bin:/bin\nENTRYPOINT [\"/standin\"]\n")
 
 
 def socket_proxies(model: dict[str, Any]) -> list[str]:
@@ -522,7 +613,8 @@ def healthcheck(shipped: dict[str, Any], test: list[str] | None, fast: bool) -> 
     return {"test": test or list(shipped["test"]), **timing}
 
 
-def standin_service(root: Path, svc: str, spec: dict[str, Any], one_shot: bool, fast: bool) -> dict[str, Any]:
+def standin_service(root: Path, svc: str, spec: dict[str, Any], one_shot: bool, fast: bool,
+                    scraped: set[int] = frozenset()) -> dict[str, Any]:
     x = x_readiness(spec)
     user = str(x.get("user") or spec.get("user") or "0:0")
     owner = str(x.get("data-owner") or user)
@@ -533,8 +625,11 @@ def standin_service(root: Path, svc: str, spec: dict[str, Any], one_shot: bool, 
     for vol in data_dirs(root, spec):
         args += ["--data", vol["target"] + ("" if owner == user else f"={owner}")]
     ports = service_ports(spec)
-    for scheme, port in ports:
+    fake = fake_kind(str(spec.get("image", "")))
+    for scheme, port in [*ports, *(("http", p) for p in sorted(scraped - {p for _, p in ports}) if fake)]:
         args += [f"--{scheme}", str(port)]
+    if fake:
+        args += ["--fake", fake]
     if one_shot:
         args.append("--once")
     out: dict[str, Any] = {"entrypoint": ["/standin", "run"], "command": args}
@@ -553,6 +648,7 @@ def make_override(root: Path, model: dict[str, Any], images: Images,
     the host cannot apply the shipped values)."""
     services: dict[str, Any] = {}
     one_shot = one_shot_services(model)
+    scraped = scrape_ports(root, model)
     for svc, spec in sorted(model["services"].items()):
         kind = image_kind(str(spec.get("image", "")))
         if kind == "traefik":
@@ -571,7 +667,7 @@ def make_override(root: Path, model: dict[str, Any], images: Images,
             services[svc] = realdb.service_override(spec, images.real[svc], fast)
         else:
             services[svc] = {"image": images.per_service[svc],
-                             **standin_service(root, svc, spec, svc in one_shot, fast)}
+                             **standin_service(root, svc, spec, svc in one_shot, fast, scraped.get(svc, set()))}
         if svc in (ulimit_caps or {}):
             # Host limit, not a stack change: see host_ulimit_caps (asserted by the tests).
             services[svc]["ulimits"] = ulimit_caps[svc]

@@ -2,14 +2,15 @@
 # Stand-in for an upstream image in the end-to-end suite (busybox ash, no bash-isms).
 #
 #   standin run SERVICE [--secret FILE]... [--data DIR[=UID:GID]]... [--http PORT]... [--tls PORT]
-#                       [--path PATH] [--once]
+#                       [--path PATH] [--once] [--fake KIND]
 #       1. reads every secret FILE (fails if it is unreadable or empty; never prints it);
 #       2. appends a line to DIR/.standin-SERVICE in every writable data directory, as the
 #          container user, or as UID:GID when the real image drops to a data owner (fails if
 #          it cannot);
 #       3. --once: exits 0 (a one-shot service); otherwise serves /www on every --http PORT
 #          (busybox httpd) and, for --tls PORT, HTTPS through a Traefik TLS front to a loopback
-#          httpd (OpenSearch serves HTTPS; busybox httpd cannot);
+#          httpd (OpenSearch serves HTTPS; busybox httpd cannot); with --fake, the contract fake
+#          fakes/KIND.py serves every port instead (Debian's Python image: fakes/base.py);
 #   standin health [http:PORT|tls:PORT]... [--path PATH]
 #       the healthcheck: PID 1 passed its checks (it is in the `serve` phase) and every port
 #       answers PATH. (No `wget -T`: Debian's busybox 1.35 wget segfaults with it; the
@@ -36,8 +37,13 @@ health)
     for p in $ports; do
         case $p in
         http:*) wget -q -O /dev/null "http://127.0.0.1:${p#http:}$path" || { echo "no answer on $p"; exit 1; } ;;
-        tls:*) wget -q --no-check-certificate -O /dev/null "https://127.0.0.1:${p#tls:}$path" \
-                   || { echo "no answer on $p"; exit 1; } ;;
+        tls:*)
+            if [ -f /fakes/base.py ]; then  # busybox wget's TLS cannot talk to Python's
+                python3 /fakes/base.py health "https://127.0.0.1:${p#tls:}$path" || exit 1
+            else
+                wget -q --no-check-certificate -O /dev/null "https://127.0.0.1:${p#tls:}$path" \
+                    || { echo "no answer on $p"; exit 1; }
+            fi ;;
         esac
     done
     exit 0
@@ -47,6 +53,7 @@ run)
     SERVICE=$1
     shift
     once=0
+    fake=""
     serve_args=""
     nsecrets=0
     ndirs=0
@@ -84,6 +91,7 @@ run)
         --http | --tls) serve_args="$serve_args ${1#--}:$2"; shift 2 ;;
         --path) shift 2 ;;
         --once) once=1; shift ;;
+        --fake) fake=$2; shift 2 ;;
         *) die "unknown argument $1" ;;
         esac
     done
@@ -93,13 +101,23 @@ run)
         exit 0
     fi
     # shellcheck disable=SC2086
-    exec /bin/sh /standin serve "$SERVICE" $serve_args
+    exec /bin/sh /standin serve "$SERVICE" ${fake:+"fake:$fake"} $serve_args
     ;;
 serve)
     shift
     SERVICE=$1
     shift
     pids=""
+    served="$*"
+    case "${1:-}" in
+    fake:*)  # one contract fake serves every port
+        kind=${1#fake:}
+        shift
+        served="$* (contract fake $kind)"
+        python3 /fakes/base.py "$kind" "$@" &
+        pids=$!
+        set -- ;;
+    esac
     for p in "$@"; do
         case $p in
         http:*)
@@ -120,7 +138,7 @@ serve)
         esac
     done
     trap 'kill $pids 2>/dev/null; exit 0' TERM INT
-    log "serving:${*:- nothing (internal service)}"
+    log "serving: ${served:-nothing (internal service)}"
     while :; do
         for pid in $pids; do
             kill -0 "$pid" 2>/dev/null || die "server process $pid exited"

@@ -25,7 +25,7 @@ import yaml
 from readiness import engine as enginelib
 
 from .dbclient import wait_for
-from .stack import SWAPPABLE, Stack, data_dirs, image_kind, one_shot_services, socket_proxies, x_readiness
+from .stack import SWAPPABLE, Stack, data_dirs, fake_kind, image_kind, one_shot_services, socket_proxies, x_readiness
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -174,8 +174,11 @@ def test_fresh_clone_bootstrap_up_health(stack: Stack):
     # The ones behind basicAuth answer 401 without credentials: the route and middleware exist.
     for svc in ("traefik", "prometheus", "alertmanager", "loki"):
         assert checks[(svc, "https")]["detail"] == "HTTP 401", svc
-    # OpenSearch is reached over HTTPS (scheme=https + the opensearch-insecure serversTransport).
-    assert checks[("opensearch", "https")]["detail"] == "HTTP 200"
+    # OpenSearch is reached over HTTPS (scheme=https + the opensearch-insecure serversTransport),
+    # and answers 401 without credentials, as its security plugin does (its contract fake; the
+    # busybox stand-in, used where the fakes cannot run, has no credentials to ask for).
+    faked = fake_kind(str(model["services"]["opensearch"]["image"]))
+    assert checks[("opensearch", "https")]["detail"] == ("HTTP 401" if faked else "HTTP 200")
 
     # Each stand-in really ran as its service's uid, read every secret it mounts and wrote into
     # every data dir (its log says so, and its file there has the expected owner as the engine
@@ -258,9 +261,12 @@ def test_routing_tls_basic_auth_and_real_backends(running: Stack):
     stack.alert_posted_at = time.monotonic()
 
     # OpenSearch: Traefik -> HTTPS backend with a self-signed certificate (only the
-    # opensearch-insecure@file serversTransport makes that work) -> 200.
-    status, _, body = stack.https("opensearch.localhost", "/")
-    assert (status, body) == (200, b"ok\n")
+    # opensearch-insecure@file serversTransport makes that work) -> the backend's own 401.
+    status, headers, body = stack.https("opensearch.localhost", "/")
+    if fake_kind(str(model["services"]["opensearch"]["image"])):
+        assert status == 401 and headers.get("www-authenticate", "").startswith("Basic"), (status, headers)
+    else:
+        assert (status, body) == (200, b"ok\n")
 
 
 def test_stopped_service_is_named_then_recovers(running: Stack):
