@@ -5,8 +5,8 @@
 
 A file under a secrets directory (``secrets/``, plus the directory of every file secret of
 the stack) may be tracked only when its name is in
-:data:`readiness.secrets.ALLOWED_TRACKED` (README.md, .gitkeep); the index is read with
-:func:`readiness.secrets.tracked_files`, the same function behind preflight's
+:data:`readiness.prepare.secrets.ALLOWED_TRACKED` (README.md, .gitkeep); the index is read with
+:func:`readiness.prepare.secrets.tracked_files`, the same function behind preflight's
 ``secret.tracked`` finding, so the hook, preflight and CI apply one rule. Exit status 1 and
 one paragraph naming the files and the fix when something is refused; never prints file
 contents.
@@ -18,9 +18,10 @@ import os
 import sys
 from pathlib import Path
 
-from . import compose, runner
-from . import secrets as secretslib
 from .errors import ToolkitError
+from .prepare import secrets as secretslib
+from .stack import compose
+from .system import runner
 
 
 def project_dir() -> Path:

@@ -15,15 +15,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import certs as certslib
-from . import compose, envfile, findings, fsutil, output, preflight, runner
-from . import dirs as dirslib
-from . import engine as enginelib
-from . import networks as networkslib
-from . import secrets as secretslib
+from . import output
 from .cli import Outcome
-from .compose import Model
 from .errors import ToolkitError
+from .preflight import findings
+from .preflight import table as preflight
+from .prepare import certs as certslib
+from .prepare import dirs as dirslib
+from .prepare import networks as networkslib
+from .prepare import secrets as secretslib
+from .stack import compose, envfile
+from .stack.compose import Model
+from .system import engine as enginelib
+from .system import fsutil, runner
 
 _MODELS: dict[Path, Model] = {}
 
@@ -128,7 +132,7 @@ def _create_env_for_engine(project: Path) -> tuple[list[str], list[str]]:
 def engine_ulimits(project: Path, engine: enginelib.Engine) -> dict[str, str]:
     """The ``.env`` values that give every service the ulimits this engine grants, where it
     refuses the defaults (none when it accepts them all, or gives no answer)."""
-    from . import ulimits as ulimitslib
+    from .prepare import ulimits as ulimitslib
 
     try:
         m = compose.load(project, tolerate_missing=True)
@@ -280,7 +284,8 @@ def bootstrap(project: Path) -> Outcome:
 
 
 def up(project: Path, timeout: int, *, verify_after: bool = True) -> Outcome:
-    from . import boot, health
+    from .run import health
+    from .run import start as boot
 
     prepared = bootstrap(project)
     if not prepared.ok:
@@ -335,7 +340,7 @@ def verify(project: Path, services: list[str], *, since: float | None = None) ->
 def health(project: Path, *, wait: bool, timeout: float, interval: float) -> Outcome:
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import health as healthlib
+    from .run import health as healthlib
 
     # `compose ps` does not need the rendered model: run it alongside the render, and load
     # the HTTP client while both subprocesses run; this nearly halves one health check.
@@ -367,7 +372,7 @@ def health(project: Path, *, wait: bool, timeout: float, interval: float) -> Out
 
 
 def status(project: Path) -> Outcome:
-    from . import health as healthlib
+    from .run import health as healthlib
 
     m = model(project)
     checks = healthlib.container_checks(m, healthlib.ps(m))
@@ -385,19 +390,19 @@ def urls(project: Path) -> Outcome:
 
 
 def urls_doc(m: Model) -> dict[str, Any]:
-    from . import urls as urlslib
+    from .run import urls as urlslib
 
     return urlslib.describe(m)
 
 
 def urls_text(m: Model, doc: dict[str, Any]) -> str:
-    from . import urls as urlslib
+    from .run import urls as urlslib
 
     return urlslib.to_text(doc, output.current())
 
 
 def down(project: Path, volumes: bool) -> Outcome:
-    from . import boot
+    from .run import start as boot
 
     boot.down(model(project), volumes)
     kept = "" if volumes else "; data, secrets and named volumes kept"
@@ -407,7 +412,7 @@ def down(project: Path, volumes: bool) -> Outcome:
 
 def reset(project: Path, *, yes: bool, services: list[str]) -> Outcome:
     """Stop the stack and delete data directories (all, or those of ``services``), through the engine."""
-    from . import boot
+    from .run import start as boot
 
     m = model(project)
     unknown = sorted(set(services) - set(m.services))
@@ -442,6 +447,6 @@ def reset(project: Path, *, yes: bool, services: list[str]) -> Outcome:
 
 
 def logs(project: Path, service: str, tail: int, follow: bool) -> int:
-    from . import boot
+    from .run import start as boot
 
     return boot.logs(model(project), service, tail, follow)

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from readiness import engine as enginelib
+from readiness.system import engine as enginelib
 
 REPO = Path(__file__).resolve().parent.parent
 BUSYBOX = Path(os.environ.get("READINESS_E2E_BUSYBOX", "/bin/busybox"))
@@ -66,7 +66,7 @@ def engine_sh(directory: Path, script: str, *, target: str = "/d", check: bool =
 
     The toolkit gives files to container uids *as the engine maps them*; a test run by a user
     who is not root, or against a rootless engine, reaches them the way the toolkit does:
-    through the engine (``readiness.engine.helper``), never on the host. With ``check``, a
+    through the engine (``readiness.system.engine.helper``), never on the host. With ``check``, a
     failure raises with the helper's message."""
     res = enginelib.helper(ensure_helper_image(), script, [(directory, target)], caps=ENGINE_SH_CAPS,
                            timeout=timeout, check=False)

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 from conftest import run_invoke
 from cryptography import x509
 
-from readiness import boot, compose
-from readiness.engine import parse_info
+from readiness.run import start as boot
+from readiness.stack import compose
+from readiness.system.engine import parse_info
 
 
 def test_engines_before_25_boot_without_start_interval(repo):

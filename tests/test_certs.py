@@ -1,4 +1,4 @@
-"""Tests for readiness.certs: the checks on certificates made here, issuing through the real mkcert.
+"""Tests for readiness.prepare.certs: the checks on certificates made here, issuing through the real mkcert.
 
 The checking tests build their CA, leaves and keys with ``cryptography`` (shaped like mkcert's:
 see certfactory.py), so each bad case -- foreign CA, missing name,
@@ -27,9 +27,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from readiness import certs, fsutil
-from readiness.certs import CertPaths
 from readiness.errors import ToolkitError
+from readiness.prepare import certs
+from readiness.prepare.certs import CertPaths
+from readiness.system import fsutil
 
 HOSTS = ["grafana.localhost", "prometheus.localhost", "traefik.localhost"]
 NAMES = certs.required_names(HOSTS)

@@ -7,7 +7,7 @@ What is checked (each failure message names the missing or stale entry):
 * ``secrets/README.md``'s table lists exactly the secrets of the compose registry;
 * ``OPERATIONS.md`` names every Invoke task (``invoke <name>``) and Nox session
   (``nox -s <name>``), and no document names a task or session that does not exist;
-* the runbook has one troubleshooting row per finding id of ``readiness.findings.CATALOG``
+* the runbook has one troubleshooting row per finding id of ``readiness.preflight.findings.CATALOG``
   (REQ-PRD-MET-04);
 * every relative link of every Markdown file resolves (TASK-007, REQ-BOOT-008);
 * every requirement id of the repository's PRD and plan (``docs/prd``, ``specs/``: the
@@ -42,8 +42,9 @@ if str(REPO) not in sys.path:  # tasks.py imports the readiness package from the
 
 from e2e.stack import stack_variables as stack_env_variables  # noqa: E402  (tests/e2e/stack.py)
 
-from readiness import compose, docs, envfile  # noqa: E402
-from readiness.findings import CATALOG  # noqa: E402
+from readiness import docs  # noqa: E402
+from readiness.preflight.findings import CATALOG  # noqa: E402
+from readiness.stack import compose, envfile  # noqa: E402
 
 RUNBOOK = "runbooks/core/infra-bootstrap-runbook.md"
 OPERATIONS = "OPERATIONS.md"
@@ -317,7 +318,7 @@ def runbook_problems(finding_ids: Iterable[str], runbook_text: str) -> list[str]
     if not section(runbook_text, "Troubleshooting"):
         return [f"{RUNBOOK} has no Troubleshooting section"]
     problems = [f"finding {ident}: no troubleshooting row in {RUNBOOK}" for ident in sorted(wanted - set(rows))]
-    problems += [f"finding {ident}: troubleshooting row in {RUNBOOK} but not in readiness.findings.CATALOG"
+    problems += [f"finding {ident}: troubleshooting row in {RUNBOOK} but not in readiness.preflight.findings.CATALOG"
                  for ident in sorted(set(rows) - wanted)]
     problems += [f"finding {ident}: two troubleshooting rows in {RUNBOOK}"
                  for ident in sorted({i for i in rows if rows.count(i) > 1})]

@@ -22,11 +22,11 @@ import pytest
 from conftest import invoke_env, run_invoke
 from helper_image import ensure_helper_image
 
-from readiness import engine as enginelib
-from readiness import secrets as secretslib
 from readiness import steps
-from readiness import ulimits as ulimitslib
-from readiness.engine import IdRange, parse_info
+from readiness.prepare import secrets as secretslib
+from readiness.prepare import ulimits as ulimitslib
+from readiness.system import engine as enginelib
+from readiness.system.engine import IdRange, parse_info
 
 ROOTFUL_INFO = {"ServerVersion": "26.1.5", "OperatingSystem": "Debian GNU/Linux 12 (bookworm)",
                 "KernelVersion": "6.1.0", "SecurityOptions": ["name=seccomp,profile=builtin"],
@@ -169,7 +169,7 @@ def test_a_kernel_setting_of_an_engine_elsewhere_is_read_in_a_container(docker):
 
 def test_a_listener_below_1024_is_taken_for_a_non_root_user(docker):
     """The bind probe alone would see EACCES as a non-root user and call the port free."""
-    from readiness.preflight import port_taken
+    from readiness.preflight.table import port_taken
 
     if os.geteuid() == 0:
         found = _listen_below_1024()
@@ -213,7 +213,7 @@ def test_each_service_can_write_its_data_dir_from_inside_a_container(repo):
     assert boot.returncode == 0, boot.stdout + boot.stderr
     image = ensure_helper_image()
     m = steps.model(repo)
-    from readiness import dirs as dirslib
+    from readiness.prepare import dirs as dirslib
 
     dirs = dirslib.data_dirs(m)
     assert len(dirs) >= 9

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import require_root, run_invoke
 
-from readiness import envfile, fsutil
 from readiness.errors import ToolkitError
+from readiness.stack import envfile
+from readiness.system import fsutil
 
 MINIMAL = "services:\n  s:\n    image: busybox:1.36.1\n"
 #: What Compose adds to the environment of its own (not from .env).

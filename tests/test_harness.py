@@ -84,7 +84,7 @@ def test_output_that_is_not_utf8_never_stops_the_runner():
     """A byte that is not UTF-8 (a C locale, a program's stray output) is replaced, not raised:
     captured by `run`, and streamed by `Lines` to its end (its reader once died silently and
     left `up` printing heartbeats for ever)."""
-    from readiness import runner
+    from readiness.system import runner
 
     script = "printf 'ok \\377\\n'; printf 'done\\n'"
     res = runner.run(["sh", "-c", script], timeout=30)

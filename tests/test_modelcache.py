@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from readiness import compose, modelcache, runner, sources
+from readiness.stack import compose, modelcache, sources
+from readiness.system import runner
 
 
 def web_port(model) -> str:

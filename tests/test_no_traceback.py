@@ -18,10 +18,10 @@ from conftest import run_invoke
 from helper_image import engine_sh
 from invoke import Context, Exit
 
-from readiness import engine as enginelib
 from readiness import output
 from readiness.cli import ToolkitTask
 from readiness.errors import ToolkitError, from_oserror
+from readiness.system import engine as enginelib
 
 
 def assert_paragraph(res, *needles: str) -> None:

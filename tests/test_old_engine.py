@@ -20,7 +20,7 @@ from conftest import FIXTURES, in_ci, run_invoke
 from helper_image import default_helper_image, ensure_helper_image
 from private_engine import PrivateEngine
 
-from readiness import boot
+from readiness.run import start as boot
 
 WHY = "an engine before Docker 25 runs as a second, private dockerd, which needs root (CI pass 1)"
 OLD_DOCKERD = os.environ.get("READINESS_OLD_DOCKERD", "/opt/docker-20.10/usr/sbin/dockerd")

@@ -201,7 +201,7 @@ def test_waiting_for_a_lock_under_json_keeps_stdout_for_the_document(tmp_path):
     import io
     import threading
 
-    from readiness import fsutil
+    from readiness.system import fsutil
 
     lock = tmp_path / ".lock"
     out, err = io.StringIO(), io.StringIO()

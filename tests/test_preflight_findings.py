@@ -22,8 +22,8 @@ import pytest
 from conftest import invoke_env, require_tool, run_invoke
 from helper_image import engine_sh, ensure_helper_image
 
-from readiness import engine as enginelib
-from readiness import hostfacts
+from readiness.system import engine as enginelib
+from readiness.system import hostfacts
 
 
 def engine_chown(path, owner: str) -> None:

@@ -2,7 +2,7 @@
 
 Docker Desktop, an SELinux-enforcing host and WSL2 cannot exist here, so for
 ``desktop.file-sharing``, ``host.selinux-relabel`` and ``host.wsl-windows-drive`` the facts
-are given by hand -- an :class:`~readiness.engine.Engine` parsed from a ``docker info`` of that
+are given by hand -- an :class:`~readiness.system.engine.Engine` parsed from a ``docker info`` of that
 kind, the contents of ``/sys/fs/selinux/enforce``, the kernel release of WSL2, Docker
 Desktop's ``settings-store.json`` -- while the model is the real one Compose renders for a
 copy of the fixture stack. Each check is shown to bite with the fault and to stay silent
@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 from conftest import run_invoke
 
-from readiness import checks_engine, compose, datastate, dbfacts, hostfacts
-from readiness import engine as enginelib
-from readiness.preflight import Facts
+from readiness.preflight import check_host as checks_engine
+from readiness.preflight.table import Facts
+from readiness.prepare import datastate
+from readiness.stack import compose, dbfacts
+from readiness.system import engine as enginelib
+from readiness.system import hostfacts
 
 
 def engine_of(kind: str, *, client_os: str = "Linux", options: tuple[str, ...] = ()) -> enginelib.Engine:

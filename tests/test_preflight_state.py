@@ -3,7 +3,7 @@
 Data is written into the data directories the way a container writes it: through the engine,
 as the directory's container owner (:func:`engine_sh`), so every test runs as root and as a
 non-root user alike -- and, for the non-root user, exercises the helper container that reads
-directories the user cannot (:mod:`readiness.datastate`).
+directories the user cannot (:mod:`readiness.prepare.datastate`).
 
 * ``invoke bootstrap`` (and ``invoke secrets``) never replaces a secret baked into data that
   exists: the file stays absent, or unchanged when it is empty; preflight says
@@ -23,7 +23,7 @@ from conftest import run_invoke, tree_digest
 from helper_image import engine_sh, ensure_helper_image
 from test_preflight_findings import findings
 
-from readiness import baked, datastate
+from readiness.prepare import baked, datastate
 
 
 def write_data(directory: Path, owner: str, rel: str = "initialised", text: str = "x") -> None:
@@ -196,7 +196,7 @@ def test_unreadable_data_is_read_through_one_helper_and_cached(repo):
     (``readable``), which is what a non-root user meets with data owned by container uids; the
     non-root CI run meets it for real in the tests above.
     """
-    from readiness import engine as enginelib
+    from readiness.system import engine as enginelib
 
     assert run_invoke(repo, "bootstrap").returncode == 0
     spilo, etcd, absent = repo / "data/spilo-1", repo / "data/etcd", repo / "data/absent"

@@ -27,8 +27,10 @@ from typing import Any
 import pytest
 from conftest import REPO, copy_repo, require_tool, run_invoke
 
-from readiness import compose, envfile, health, preflight
-from readiness import secrets as secretslib
+from readiness.preflight import table as preflight
+from readiness.prepare import secrets as secretslib
+from readiness.run import health
+from readiness.stack import compose, envfile
 
 CREDENTIAL_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
 #: A key a secret scanner reads as a credential whatever its value (issue #14, item 5): it

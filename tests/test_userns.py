@@ -18,7 +18,7 @@ from conftest import FIXTURES, run_invoke
 from helper_image import default_helper_image, ensure_helper_image
 from private_engine import PrivateEngine
 
-from readiness import engine as enginelib
+from readiness.system import engine as enginelib
 
 WHY = "a userns-remap engine is a second dockerd, which needs root (CI pass 1 runs as root)"
 
@@ -83,7 +83,8 @@ def test_a_non_root_user_gets_remapped_owners_through_the_engine(remapped, mini,
     Only this process's euid is faked (a second engine needs root, so the test runs as root):
     with it, `dirs.ensure` must not chown itself but ask the engine, as it does for a user.
     """
-    from readiness import compose, dirs
+    from readiness.prepare import dirs
+    from readiness.stack import compose
 
     monkeypatch.setenv("DOCKER_HOST", remapped.env["DOCKER_HOST"])
     assert run_invoke(mini, "env", env=remapped.env).returncode == 0

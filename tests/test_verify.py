@@ -21,13 +21,13 @@ import requests
 from certfactory import authority, issue, key_pem, pem
 from jsonschemas import validator
 
-from readiness import compose
-from readiness.compose import Model
 from readiness.errors import ToolkitError
 from readiness.output import Output
 from readiness.run import httpclient
 from readiness.run import verify as verifylib
 from readiness.run.verify.core import Context, Failed, expect
+from readiness.stack import compose
+from readiness.stack.compose import Model
 
 NOW = datetime.now(timezone.utc)
 

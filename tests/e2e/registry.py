@@ -153,7 +153,7 @@ class ThrottledProxy:
 
 def image_variables(root: Path) -> dict[str, str]:
     """Service -> the ``*_IMAGE`` variable its ``image:`` is written with (the shipped files, as written)."""
-    from readiness import compose
+    from readiness.stack import compose
 
     out = {}
     for svc, (_, spec) in compose.raw_services(root).items():

@@ -34,8 +34,8 @@ from typing import Any
 import yaml
 from helper_image import empty_through_engine, engine_sh
 
-from readiness import engine as enginelib
-from readiness.engine import socket_path
+from readiness.system import engine as enginelib
+from readiness.system.engine import socket_path
 
 from . import realdb, rootfs
 
@@ -841,7 +841,7 @@ class Stack:
 
         A data directory belongs to its service's uid *as the engine maps it*: a contributor
         who is not root, or the user of a rootless engine, can neither read nor chown it on the
-        host. The toolkit goes through the engine for that reason (``readiness.engine.helper``),
+        host. The toolkit goes through the engine for that reason (``readiness.system.engine.helper``),
         and so do the tests: owners are seen as the containers see them, on every engine.
         """
         try:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from jsonschemas import validator
 
-from readiness import engine as enginelib
+from readiness.system import engine as enginelib
 
 from .registry import Registry, ThrottledProxy, forget, project_containers, publish
 from .stack import Stack, clean_env

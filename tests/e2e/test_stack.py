@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from readiness import engine as enginelib
+from readiness.system import engine as enginelib
 
 from .dbclient import wait_for
 from .stack import SWAPPABLE, Stack, data_dirs, fake_kind, image_kind, one_shot_services, socket_proxies, x_readiness
@@ -450,7 +450,7 @@ def test_least_privilege_and_the_read_only_docker_api(running: Stack):
     import socket
     import subprocess
 
-    from readiness.engine import socket_path
+    from readiness.system.engine import socket_path
 
     stack = running
     model = stack.render(with_override=False)

@@ -26,8 +26,9 @@ from pathlib import Path
 import yaml
 from conftest import FIXTURES, REPO, clean_env, free_port, invoke_env  # tests/conftest.py
 
-from readiness import certs, envfile
-from readiness import secrets as secretslib
+from readiness.prepare import certs
+from readiness.prepare import secrets as secretslib
+from readiness.stack import envfile
 
 from . import report
 
@@ -488,7 +489,7 @@ def handshake_ok(project: Path) -> bool:
     """A verifying TLS client that trusts only rootCA.pem accepts cert.pem/key.pem.
 
     A real TLS handshake through memory buffers, with OpenSSL (the ``ssl`` module) on both
-    ends: a check independent of readiness.certs, which judges the pair with ``cryptography``.
+    ends: a check independent of readiness.prepare.certs, which judges the pair with ``cryptography``.
     """
     d = project / "secrets" / "certs"
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -23,7 +23,7 @@ import pytest
 from conftest import REPO, clean_env, require_tool
 
 from readiness import guard
-from readiness import secrets as secretslib
+from readiness.prepare import secrets as secretslib
 
 from .support import LEDGER, run
 

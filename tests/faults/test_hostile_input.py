@@ -1,8 +1,8 @@
 """Hostile input, generated with Hypothesis (issue #6): never a traceback, always the same answer.
 
 * ``.env`` text (quotes spanning lines, ``export``, ``KEY: value``, bare keys, CRLF, a BOM,
-  duplicate keys, ``=`` in values, unicode) through :func:`readiness.envfile.parse_text` and
-  :func:`readiness.envfile.ensure`, and a sample of both compared with Compose itself
+  duplicate keys, ``=`` in values, unicode) through :func:`readiness.stack.envfile.parse_text` and
+  :func:`readiness.stack.envfile.ensure`, and a sample of both compared with Compose itself
   (``docker compose config --environment``): Compose refuses exactly what the reader refuses,
   reads the same variables, and reads every variable ``.env`` had unchanged after ``ensure``;
 * Compose interpolation forms (``$$``, ``${VAR:-x}``, ``${VAR:?err}``, nested defaults, stray
@@ -30,11 +30,13 @@ from conftest import clean_env  # tests/conftest.py
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from readiness import engine as enginelib
-from readiness import envfile, findings, preflight
-from readiness import secrets as secretslib
-from readiness.compose import Model
 from readiness.errors import ToolkitError
+from readiness.preflight import findings
+from readiness.preflight import table as preflight
+from readiness.prepare import secrets as secretslib
+from readiness.stack import envfile
+from readiness.stack.compose import Model
+from readiness.system import engine as enginelib
 
 from .support import LEDGER
 

@@ -251,7 +251,7 @@ def test_the_kill_test_catches_in_place_writes(tmp_path, docker):
     row = LEDGER.row("kill.control")
     row.lost_note = "(deliberately broken copy, not the product)"
     copy = copy_readiness(tmp_path / "mutant")
-    fsutil = copy / "readiness" / "fsutil.py"
+    fsutil = copy / "readiness" / "system" / "fsutil.py"
     fsutil.write_text(fsutil.read_text() + IN_PLACE)
     project, net = make_mini(tmp_path / "mini")
     try:

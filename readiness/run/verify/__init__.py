@@ -18,8 +18,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ...compose import Model
 from ...errors import ToolkitError
+from ...stack.compose import Model
 from . import data, web  # noqa: F401 - the probes register themselves
 from .core import PROBES, Context, Verdict, as_doc, describe
 

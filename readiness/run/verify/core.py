@@ -20,10 +20,11 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ... import compose, runner
-from ... import secrets as secretslib
-from ...compose import Model
 from ...errors import ToolkitError
+from ...prepare import secrets as secretslib
+from ...stack import compose
+from ...stack.compose import Model
+from ...system import runner
 from .. import httpclient
 
 #: Every object a probe creates carries this prefix, and is removed before the probe ends.
@@ -93,13 +94,13 @@ class Context:
 
     @cached_property
     def https_entry(self) -> tuple[str, int]:
-        from ...health import https_entry
+        from ..health import https_entry
 
         return https_entry(self.model)
 
     def url(self, host: str, path: str = "/") -> str:
         """The URL a user types for ``host`` (the port only when it is not 443)."""
-        from ...health import https_url
+        from ..health import https_url
 
         return https_url(host, self.https_entry[1], path)
 
@@ -123,7 +124,7 @@ class Context:
         return hosts[0]
 
     def published(self, service: str, container_port: int) -> tuple[str, int]:
-        from ...health import published_port
+        from ..health import published_port
 
         found = published_port(self.model, service, container_port)
         if not found:

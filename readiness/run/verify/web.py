@@ -74,7 +74,7 @@ def traefik(ctx: Context, services: list[str]) -> list[Verdict]:
 
 
 def _publishes(ctx: Context, service: str, port: int) -> bool:
-    from ...health import published_port
+    from ..health import published_port
 
     return published_port(ctx.model, service, port) is not None
 

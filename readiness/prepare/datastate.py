@@ -1,7 +1,7 @@
 """What the stack's data directories hold: empty or not, and which PostgreSQL major wrote them.
 
 Several decisions depend on it: a secret baked into a service's data must not be regenerated
-once that data exists (:mod:`readiness.baked`); Patroni members' data without etcd's, or the
+once that data exists (:mod:`readiness.prepare.baked`); Patroni members' data without etcd's, or the
 reverse, does not boot; data written by another PostgreSQL major does not start. Nothing
 here writes into a data directory.
 
@@ -9,7 +9,7 @@ Why this needs care: data directories belong to container uids (Grafana 472, Spi
 with mode 0750, so the user who runs the toolkit can stat them but usually not list them.
 Root, or a user who owns them (Docker Desktop, rootless for container root), reads them
 directly; for the others one short-lived helper container answers for every directory at once
-(:func:`readiness.engine.helper`: read-only mounts, only CAP_DAC_READ_SEARCH, no network).
+(:func:`readiness.system.engine.helper`: read-only mounts, only CAP_DAC_READ_SEARCH, no network).
 
 Its answers are cached in ``.readiness/cache/datastate.json`` under the directory's (device,
 inode, mtime, ctime): adding or removing an entry changes a directory's mtime and ctime, and
@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import engine as enginelib
-from . import fsutil
-from .engine import Engine
-from .errors import ToolkitError
+from ..errors import ToolkitError
+from ..system import engine as enginelib
+from ..system import fsutil
+from ..system.engine import Engine
 
 CACHE = ".readiness/cache/datastate.json"
 #: Where a PostgreSQL data directory's version file sits below a bind-mount source:

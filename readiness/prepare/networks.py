@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
-from . import runner
-from .compose import Model
-from .errors import ToolkitError
+from ..errors import ToolkitError
+from ..stack.compose import Model
+from ..system import runner
 
 
 def external(model: Model) -> list[str]:

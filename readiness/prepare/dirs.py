@@ -10,7 +10,7 @@ mount of the rendered model that is a directory, or does not exist yet, and that
   one inside.
 
 No variable name is known here: the rule reads the compose files as written
-(:func:`readiness.compose.raw_services`). A source written as a literal path outside the
+(:func:`readiness.stack.compose.raw_services`). A source written as a literal path outside the
 project (``/var/log:/host/log``) is the host's, not the stack's, and is never created,
 re-owned or deleted; nor is a source that exists as something else than a directory (a
 configuration file, the Docker socket). Nor, whatever the compose files say, is a path the
@@ -18,7 +18,7 @@ toolkit must never re-own or empty (:func:`protected`): the filesystem root and 
 directly below it, the system's own trees (``/etc``, ``/usr``, ``/proc``, ...), the project
 directory, the home directory and their ancestors; ``invoke dirs`` refuses such a setting with
 the fix. Who must be able to write a data directory: the service's ``x-readiness.data-owner``
-(or ``user``), a *container* uid, which the engine maps to a host uid (:mod:`readiness.engine`).
+(or ``user``), a *container* uid, which the engine maps to a host uid (:mod:`readiness.system.engine`).
 
 How they are made, with no sudo under any engine: the toolkit creates each directory as the
 user under a temporary name, gives it its owner and mode -- directly when this process is
@@ -44,11 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import compose, fsutil
-from . import engine as enginelib
-from .compose import Model
-from .engine import Engine
-from .errors import ToolkitError, from_oserror
+from ..errors import ToolkitError, from_oserror
+from ..stack import compose
+from ..stack.compose import Model
+from ..system import engine as enginelib
+from ..system import fsutil
+from ..system.engine import Engine
 
 DEFAULT_MODE = 0o750
 LOCK = ".readiness/locks/dirs.lock"

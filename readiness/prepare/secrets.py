@@ -17,7 +17,7 @@ mount does not traverse it).
 
 Baked secrets: a secret a service writes into its data on its first start
 (``x-readiness.baked-secrets``) is never generated while that data exists, even when its file
-is missing or empty -- the step stops first and names the two ways out (:mod:`readiness.baked`).
+is missing or empty -- the step stops first and names the two ways out (:mod:`readiness.prepare.baked`).
 
 Concurrency: the whole step runs under a lock, so two runs cannot write the two halves of
 the htpasswd pair (plaintext and hash) from two different values, nor race on the record of
@@ -34,11 +34,12 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import baked, datastate, fsutil, runner
-from . import engine as enginelib
-from .compose import Model
-from .engine import Engine
-from .errors import ToolkitError, take_back
+from ..errors import ToolkitError, take_back
+from ..stack.compose import Model
+from ..system import engine as enginelib
+from ..system import fsutil, runner
+from ..system.engine import Engine
+from . import baked, datastate
 
 SYMBOLS = "@%+=_-.:~^,"
 CHARSETS = {
@@ -225,7 +226,7 @@ def ensure(model: Model, engine: Engine) -> list[Change]:
 
     A secret baked into a service's data (``x-readiness.baked-secrets``) is never generated
     while that data exists: the whole step is refused before anything is written, naming the
-    secret, the data and the two ways out (:mod:`readiness.baked`). The same lock also
+    secret, the data and the two ways out (:mod:`readiness.prepare.baked`). The same lock also
     covers the record of what each baked secret was when its data was still empty.
     """
     changes: list[Change] = []

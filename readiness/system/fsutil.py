@@ -23,8 +23,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import output
-from .errors import ToolkitError
+from .. import output
+from ..errors import ToolkitError
 
 
 def _fail(path: Path, exc: OSError, action: str) -> ToolkitError:

@@ -11,7 +11,7 @@ mounts, resources, platform.
 * ``resources.cpus`` / ``resources.memory`` / ``resources.heap``: the stack's limits against
   the CPUs and memory the engine has, and JVM heaps against their container's limit;
 * ``engine.ulimit``: ``ulimits`` the engine cannot apply (runc would refuse to start the
-  container), from the engine's own answer (:mod:`readiness.ulimits`);
+  container), from the engine's own answer (:mod:`readiness.prepare.ulimits`);
 * ``disk.engine`` / ``disk.data``: free space where the engine keeps images and where the data
   directories are;
 * ``image.platform``: an image the engine has, built for another architecture;
@@ -28,17 +28,19 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import compose, hostfacts, networks
-from . import dirs as dirslib
-from . import engine as enginelib
-from . import ulimits as ulimitslib
-from .compose import Model
-from .errors import ToolkitError
+from ..errors import ToolkitError
+from ..prepare import dirs as dirslib
+from ..prepare import networks
+from ..prepare import ulimits as ulimitslib
+from ..stack import compose
+from ..stack.compose import Model
+from ..system import engine as enginelib
+from ..system import hostfacts
+from ..system.hostfacts import GIB, gib
 from .findings import ERROR, WARNING, Finding
-from .hostfacts import GIB, gib
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .preflight import Facts
+    from .table import Facts
 
 #: Free space the stack needs when the stack does not say (top-level ``x-readiness.free-space``):
 #: the engine's data root while some image is still to be pulled (the core stack's images
@@ -184,7 +186,7 @@ _XMX = re.compile(r"-Xmx(\d+[kKmMgGtT]?)\b")
 
 def heap(spec: dict[str, Any]) -> int | None:
     """The JVM's maximum heap (``-Xmx``) in the service's environment, in bytes."""
-    from .dbfacts import environment
+    from ..stack.dbfacts import environment
 
     for value in environment(spec).values():
         m = _XMX.search(value)

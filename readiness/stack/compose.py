@@ -22,8 +22,9 @@ from typing import Any
 
 import yaml
 
-from . import modelcache, runner, sources
-from .errors import ToolkitError
+from ..errors import ToolkitError
+from ..system import runner
+from . import modelcache, sources
 
 #: ``include:`` appeared in Compose 2.20.0; older v2 releases ignore or reject it.
 MIN_COMPOSE = (2, 20, 0)

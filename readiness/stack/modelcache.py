@@ -5,7 +5,7 @@ output; ``invoke health`` and ``invoke up`` would spend a third of their time re
 an unchanged stack. The cache stores Compose's output verbatim (Compose stays the only
 source of truth) under a key made of:
 
-* the bytes of every file Compose reads for the project (:mod:`readiness.sources`): the
+* the bytes of every file Compose reads for the project (:mod:`readiness.stack.sources`): the
   root file and the extra files, every ``include:`` (recursively) with its ``env_file`` or
   the included project's own ``.env``, every ``extends`` file, every service ``env_file``
   and ``label_file``; the project's ``.env`` and the files ``COMPOSE_ENV_FILES`` names
@@ -37,8 +37,9 @@ import re
 import shutil
 from pathlib import Path
 
-from . import fsutil, sources
-from .errors import ToolkitError
+from ..errors import ToolkitError
+from ..system import fsutil
+from . import sources
 
 CACHE_DIR = ".readiness/cache"
 KEY_VERSION = 2

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import health, preflight
-from . import secrets as secretslib
-from .compose import Model
+from ..preflight import table as preflight
+from ..prepare import secrets as secretslib
+from ..stack.compose import Model
+from . import health
 
 TRUST = {
     "command": "mkcert -install",

@@ -7,7 +7,7 @@ Keycloak creates its bootstrap admin while its realm does not exist. Once that d
 a new file means a service that no longer accepts its own credentials. Which secret is baked
 into which service's data is declared beside the service (``x-readiness.baked-secrets``,
 docs/x-readiness.md); "its data exists" means a data directory of that service
-(:func:`readiness.dirs.data_dirs`) that is not empty (:mod:`readiness.datastate`).
+(:func:`readiness.prepare.dirs.data_dirs`) that is not empty (:mod:`readiness.prepare.datastate`).
 
 Two consequences:
 
@@ -45,11 +45,12 @@ import secrets as _secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import compose, fsutil
+from ..errors import ToolkitError
+from ..stack import compose
+from ..stack.compose import Model
+from ..system import fsutil
 from . import dirs as dirslib
-from .compose import Model
 from .datastate import DirState
-from .errors import ToolkitError
 
 #: One file per baked secret: ``{"salt": hex, "sha256": hex}`` (a digest, never the value).
 RECORD_DIR = ".readiness/baked"
@@ -231,7 +232,7 @@ def refusals(every: list[Baked], states: dict[Path, DirState]) -> list[Refusal]:
 
 def reset_services(model: Model, services: tuple[str, ...]) -> list[str]:
     """The services whose data a reset of ``services`` must take along (Patroni members: their DCS)."""
-    from .dbfacts import clusters
+    from ..stack.dbfacts import clusters
 
     out = set(services)
     for cluster in clusters(model):

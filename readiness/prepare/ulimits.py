@@ -40,11 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import compose, fsutil, modelcache
-from . import engine as enginelib
-from .compose import Model
-from .engine import Engine
-from .errors import ToolkitError
+from ..errors import ToolkitError
+from ..stack import compose, modelcache
+from ..stack.compose import Model
+from ..system import engine as enginelib
+from ..system import fsutil
+from ..system.engine import Engine
 
 CACHE = ".readiness/cache/ulimits.json"
 #: Answers kept in the cache (a few engines, a few sets of values), newest last.

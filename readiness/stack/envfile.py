@@ -31,8 +31,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import fsutil
-from .errors import ToolkitError
+from ..errors import ToolkitError
+from ..system import fsutil
 
 #: Compose's ``exportRegex`` (``^export\s+``; RE2's ``\s`` is ``[\t\n\f\r ]``).
 _EXPORT = re.compile(r"export[\t\n\f\r ]+")

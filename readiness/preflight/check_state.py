@@ -2,7 +2,7 @@
 disagrees with itself.
 
 * ``secret.baked-missing``: a secret baked into a service's data is missing or empty while
-  that data exists (``invoke secrets`` refuses to generate it; :mod:`readiness.baked`);
+  that data exists (``invoke secrets`` refuses to generate it; :mod:`readiness.prepare.baked`);
 * ``secret.changed-after-init``: a baked secret differs from the value recorded while the
   service's data was still empty;
 * ``state.dcs-mismatch``: the DCS (etcd) holds a Patroni cluster whose members' data is
@@ -10,7 +10,7 @@ disagrees with itself.
 * ``state.pg-version``: a data directory written by a PostgreSQL major its image cannot run.
 
 Pure functions of the model and the facts preflight gathered (the data directories' states
-come from :mod:`readiness.datastate`, read once).
+come from :mod:`readiness.prepare.datastate`, read once).
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import baked, dbfacts
-from . import dirs as dirslib
-from .compose import Model
-from .datastate import DirState
+from ..prepare import baked
+from ..prepare import dirs as dirslib
+from ..prepare.datastate import DirState
+from ..stack import dbfacts
+from ..stack.compose import Model
 from .findings import ERROR, WARNING, Finding
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .preflight import Facts
+    from .table import Facts
 
 
 def probe_paths(model: Model, facts: Facts, declared: list[baked.Baked]) -> list[Path]:
@@ -112,7 +113,7 @@ def postgres_major(model: Model, facts: Facts, svc: str) -> dbfacts.Major | None
 
 
 def check_pg_version(model: Model, facts: Facts) -> list[Finding]:
-    from .checks_engine import image_variable
+    from .check_host import image_variable
 
     out = []
     for d in dirslib.data_dirs(model):

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ToolkitError
+from ..errors import ToolkitError
 
 #: How to install the programs the toolkit calls, shown when one is missing.
 INSTALL_HINTS: dict[str, str] = {

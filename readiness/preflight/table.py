@@ -3,16 +3,16 @@
 Facts about the machine are gathered first -- the engine (one ``docker info``), its
 containers (one ``docker ps``), networks (one ``docker network ls``) and the stack's images it
 already has (one ``docker image inspect``), run concurrently; then what the data directories
-hold (:mod:`readiness.datastate`: read directly, or by one helper container whose answer is
+hold (:mod:`readiness.prepare.datastate`: read directly, or by one helper container whose answer is
 cached), free space, and a few host files -- then every check is a pure function of the model
-and those facts returning :class:`~readiness.findings.Finding` objects. Nothing here writes to
+and those facts returning :class:`~readiness.preflight.findings.Finding` objects. Nothing here writes to
 the stack (only the toolkit's caches under ``.readiness/``).
 
 The checks of stale state (baked secrets, Patroni against its DCS, PostgreSQL versions) are
 in :mod:`readiness.checks_state`; those of conflicts with the engine, mounts, resources and
 platform in :mod:`readiness.checks_engine`.
 
-What a container will see is the engine's answer (:mod:`readiness.engine`): secret and data
+What a container will see is the engine's answer (:mod:`readiness.system.engine`): secret and data
 directory permissions are judged with the engine's uid mapping, kernel settings are the
 engine's kernel's, and the lowest publishable port is the rootless engine's limit.
 """
@@ -27,14 +27,18 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import baked, certs, checks_engine, checks_state, compose, datastate, dirs, envfile, hostfacts, runner
-from . import engine as enginelib
-from . import secrets as secretslib
-from . import ulimits as ulimitslib
-from .compose import Model
-from .datastate import DirState
-from .engine import Engine
-from .errors import ToolkitError
+from ..errors import ToolkitError
+from ..prepare import baked, certs, datastate, dirs
+from ..prepare import secrets as secretslib
+from ..prepare import ulimits as ulimitslib
+from ..prepare.datastate import DirState
+from ..stack import compose, envfile
+from ..stack.compose import Model
+from ..system import engine as enginelib
+from ..system import hostfacts, runner
+from ..system.engine import Engine
+from . import check_host as checks_engine
+from . import check_state as checks_state
 from .findings import ERROR, WARNING, Finding
 
 ENV_FILE = ".env"
@@ -363,7 +367,7 @@ def check_dirs(model: Model, facts: Facts) -> list[Finding]:
 
 
 def check_networks(model: Model, facts: Facts) -> list[Finding]:
-    from . import networks
+    from ..prepare import networks
 
     if facts.networks is None:
         return []

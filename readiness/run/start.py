@@ -27,10 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import compose, fsutil, health, output, runner
-from . import engine as enginelib
-from .compose import Model
-from .errors import ToolkitError
+from .. import output
+from ..errors import ToolkitError
+from ..stack import compose
+from ..stack.compose import Model
+from ..system import engine as enginelib
+from ..system import fsutil, runner
+from . import health
 
 #: How long ``up`` waits, once Compose reports every container healthy, for Traefik to route
 #: to them: it applies a container's route only after the container turns healthy, batched by
@@ -504,7 +507,7 @@ def settle_routes(model: Model, timeout: float = ROUTE_SETTLE_SECONDS,
     but has no route yet" is waited for; a refused connection or a TLS error is not. A line
     names what is still waited for every few seconds (progress, like the rest of ``up``).
     """
-    from .preflight import root_ca
+    from ..preflight.table import root_ca
 
     ca = root_ca(model)
     pending = [ep for ep in health.endpoints(model)

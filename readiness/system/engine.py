@@ -41,8 +41,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import modelcache, runner
-from .errors import ToolkitError
+from ..errors import ToolkitError
+from ..stack import modelcache
+from . import runner
 
 #: The variable (``.env``) naming the helper image; its default lives in docker-compose.yml
 #: (top-level ``x-readiness.helper-image``), so Compose stays the only registry.

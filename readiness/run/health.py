@@ -20,9 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import compose, runner
-from .compose import Model
-from .errors import ToolkitError
+from ..errors import ToolkitError
+from ..stack import compose
+from ..stack.compose import Model
+from ..system import runner
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,7 @@ def check(model: Model, ca: Path, *, wait: bool = False, timeout: float = 120.0,
 
 def to_text(checks: list[Check], out=None) -> str:
     """A table for people (``out``, a :class:`readiness.output.Output`, fits it to the terminal)."""
-    from .output import Output
+    from ..output import Output
 
     out = out or Output()
     rows = [[c.service, c.kind, "healthy" if c.ok else "UNHEALTHY", f"{c.target}: {c.detail}"] for c in checks]

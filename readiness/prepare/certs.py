@@ -52,8 +52,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import fsutil, runner
-from .errors import ToolkitError
+from ..errors import ToolkitError
+from ..system import fsutil, runner
 
 if TYPE_CHECKING:
     from cryptography import x509
