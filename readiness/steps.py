@@ -18,8 +18,7 @@ from typing import Any
 from . import output
 from .cli import Outcome
 from .errors import ToolkitError
-from .preflight import findings
-from .preflight import table as preflight
+from .preflight import facts, findings, table
 from .prepare import certs as certslib
 from .prepare import dirs as dirslib
 from .prepare import networks as networkslib
@@ -187,7 +186,7 @@ def secrets(project: Path) -> dict[str, Any]:
 
 def certs(project: Path) -> dict[str, Any]:
     m = model(project)
-    paths = preflight.cert_paths(m)
+    paths = certslib.cert_paths(m)
     if paths is None:
         say("certs", "the stack declares no certificate secrets (nothing to do)")
         return {"changes": []}
@@ -254,7 +253,7 @@ def run_preflight_checks(project: Path) -> list[findings.Finding]:
         m: Model | None = model(project, tolerate_missing=True)
     except ToolkitError:
         m = None
-    return preflight.run_checks(m, preflight.gather(m)) if m else preflight.preflight(project)
+    return table.run_checks(m, facts.gather(m)) if m else table.preflight(project)
 
 
 def preflight_step(project: Path) -> Outcome:
@@ -331,7 +330,7 @@ def verify(project: Path, services: list[str], *, since: float | None = None) ->
                                "`invoke health` checks containers and endpoints meanwhile")
     out = output.current()
     say("verify", f"proving {len(verifylib.kinds(m))} kinds of service do their job (one round trip each)")
-    verdicts, unverified = verifylib.run(m, preflight.root_ca(m), services or None, since=since)
+    verdicts, unverified = verifylib.run(m, certslib.root_ca(m), services or None, since=since)
     out.text(verifylib.to_text(verdicts, unverified, out))
     doc = verifylib.as_doc(verdicts, unverified)
     return Outcome(doc, ok=doc["ok"])
@@ -364,7 +363,7 @@ def health(project: Path, *, wait: bool, timeout: float, interval: float) -> Out
             out.say("health", f"attempt {len(previous)}: {len(failing)} check(s) failing: {', '.join(names)}",
                     "starting")
 
-    checks = healthlib.check(m, preflight.root_ca(m), wait=wait, timeout=timeout, interval=interval,
+    checks = healthlib.check(m, certslib.root_ca(m), wait=wait, timeout=timeout, interval=interval,
                              containers=containers, on_attempt=progress if wait else None)
     out.text(healthlib.to_text(checks, out))
     doc = healthlib.to_doc(checks)

@@ -169,7 +169,7 @@ def test_a_kernel_setting_of_an_engine_elsewhere_is_read_in_a_container(docker):
 
 def test_a_listener_below_1024_is_taken_for_a_non_root_user(docker):
     """The bind probe alone would see EACCES as a non-root user and call the port free."""
-    from readiness.preflight.table import port_taken
+    from readiness.preflight.check_network import port_taken
 
     if os.geteuid() == 0:
         found = _listen_below_1024()

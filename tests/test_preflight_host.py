@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import run_invoke
 
-from readiness.preflight import check_host as checks_engine
-from readiness.preflight.table import Facts
-from readiness.prepare import datastate
+from readiness.preflight import check_host, check_network, check_resources
+from readiness.preflight.facts import Facts
+from readiness.prepare import datastate, networks
 from readiness.stack import compose, dbfacts
 from readiness.system import engine as enginelib
 from readiness.system import hostfacts
@@ -44,13 +44,13 @@ def mini_model(mini):
 def test_desktop_file_sharing(mini_model, tmp_path):
     facts = Facts(engine=engine_of(enginelib.DESKTOP, client_os="Darwin"))
     facts.desktop_shares = ("settings-store.json", ["/Users", "/Volumes"])
-    [f] = checks_engine.check_desktop_sharing(mini_model, facts)
+    [f] = check_host.check_desktop_sharing(mini_model, facts)
     assert f.id == "desktop.file-sharing" and f.severity == "error" and str(mini_model.project_dir) in f.message
     assert "File sharing" in f.fix
     facts.desktop_shares = ("settings-store.json", [str(mini_model.project_dir.parent)])
-    assert checks_engine.check_desktop_sharing(mini_model, facts) == []
+    assert check_host.check_desktop_sharing(mini_model, facts) == []
     facts.desktop_shares = None  # settings not found: nothing is claimed
-    assert checks_engine.check_desktop_sharing(mini_model, facts) == []
+    assert check_host.check_desktop_sharing(mini_model, facts) == []
     # the settings file as Docker Desktop writes it; a missing key means its defaults
     home = tmp_path / "home"
     settings = home / "Library/Group Containers/group.com.docker/settings-store.json"
@@ -65,14 +65,14 @@ def test_desktop_file_sharing(mini_model, tmp_path):
 def test_selinux_without_relabel(mini_model):
     engine = engine_of(enginelib.ROOTFUL, options=("name=seccomp,profile=builtin", "name=selinux"))
     facts = Facts(engine=engine, selinux_enforcing=hostfacts.selinux_enforcing("1\n"))
-    [f] = checks_engine.check_selinux(mini_model, facts)
+    [f] = check_host.check_selinux(mini_model, facts)
     assert f.id == "host.selinux-relabel" and f.service == "web" and "data/web" in f.message and ":z" in f.fix
-    assert checks_engine.check_selinux(mini_model, Facts(engine=engine, selinux_enforcing=False)) == []
+    assert check_host.check_selinux(mini_model, Facts(engine=engine, selinux_enforcing=False)) == []
     no_labels = engine_of(enginelib.ROOTFUL, options=("name=seccomp,profile=builtin",))
-    assert checks_engine.check_selinux(mini_model, Facts(engine=no_labels, selinux_enforcing=True)) == []
+    assert check_host.check_selinux(mini_model, Facts(engine=no_labels, selinux_enforcing=True)) == []
     for vol in mini_model.services["web"]["volumes"]:  # with the relabel option Compose renders
         vol.setdefault("bind", {})["selinux"] = "z"
-    assert checks_engine.check_selinux(mini_model, facts) == []
+    assert check_host.check_selinux(mini_model, facts) == []
     assert hostfacts.selinux_enforcing(None) is None and hostfacts.selinux_enforcing("0") is False
 
 
@@ -80,9 +80,9 @@ def test_wsl_project_on_a_windows_drive(mini_model):
     wsl = hostfacts.is_wsl("5.15.153.1-microsoft-standard-WSL2", None)
     assert wsl and not hostfacts.is_wsl("6.1.0-18-amd64", "Linux version 6.1.0-18-amd64 (debian-kernel@...)")
     facts = Facts(engine=engine_of(enginelib.ROOTFUL), wsl=wsl)
-    assert checks_engine.check_wsl_drive(mini_model, facts) == []  # this copy is not on /mnt/c
+    assert check_host.check_wsl_drive(mini_model, facts) == []  # this copy is not on /mnt/c
     mini_model.project_dir = Path("/mnt/c/Users/me/infra-core")
-    [f] = checks_engine.check_wsl_drive(mini_model, facts)
+    [f] = check_host.check_wsl_drive(mini_model, facts)
     assert f.id == "host.wsl-windows-drive" and "/mnt/c/Users/me/infra-core" in f.message and "~/src" in f.fix
     assert hostfacts.on_windows_drive(Path("/mnt/d")) and not hostfacts.on_windows_drive(Path("/mnt/data/x"))
 
@@ -108,9 +108,9 @@ def test_sizes_heaps_and_limits():
         [512 * 2 ** 20, 1536 * 2 ** 20, 2 ** 30, 1610612736, 2 * 2 ** 30, None, None]
     spec = {"environment": {"OPENSEARCH_JAVA_OPTS": "-Xms512m -Xmx512m"},
             "deploy": {"resources": {"limits": {"cpus": 2, "memory": "1610612736"}}}}
-    assert checks_engine.heap(spec) == 512 * 2 ** 20
-    assert checks_engine.limits(spec) == (2.0, 1610612736)
-    assert checks_engine.limits({"cpus": "0.5", "mem_limit": "256m"}) == (0.5, 256 * 2 ** 20)
+    assert check_resources.heap(spec) == 512 * 2 ** 20
+    assert check_resources.limits(spec) == (2.0, 1610612736)
+    assert check_resources.limits({"cpus": "0.5", "mem_limit": "256m"}) == (0.5, 256 * 2 ** 20)
 
 
 def test_postgres_majors_and_patroni_clusters(repo):
@@ -138,14 +138,14 @@ def test_helper_script_lines_are_parsed_back():
 def test_external_network_driver_and_scope(mini_model):
     """Drivers this engine cannot create (macvlan, ipvlan: "operation not supported" here) and the
     swarm scope; the internal bridge is injected for real in test_preflight_findings."""
-    name = next(iter(checks_engine.networks.external(mini_model)))
+    name = next(iter(networks.external(mini_model)))
     facts = Facts(engine=engine_of(enginelib.ROOTFUL))
     cases = (({"driver": "macvlan", "scope": "local", "internal": "false"}, ["driver macvlan"]),
              ({"driver": "overlay", "scope": "swarm", "internal": "false"}, ["driver overlay", "scope swarm"]))
     for net, words in cases:
         facts.networks = {name: net}
-        [f] = checks_engine.check_network_kind(mini_model, facts)
+        [f] = check_network.check_network_kind(mini_model, facts)
         assert f.id == "network.mismatch" and name in f.message and all(w in f.message for w in words)
         assert "web" in f.message and "proxy" in f.message
     facts.networks = {name: {"driver": "bridge", "scope": "local", "internal": "false"}}
-    assert checks_engine.check_network_kind(mini_model, facts) == []
+    assert check_network.check_network_kind(mini_model, facts) == []

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 from conftest import REPO, copy_repo, require_tool, run_invoke
 
-from readiness.preflight import table as preflight
+from readiness.preflight import check_compose
+from readiness.preflight.facts import Facts
 from readiness.prepare import secrets as secretslib
 from readiness.run import health
 from readiness.stack import compose, envfile
@@ -85,7 +86,7 @@ def test_stack_has_the_core_services(stack):
 
 def test_every_image_is_pinned(stack):
     _, model = stack
-    assert preflight.check_images(model, {}) == []
+    assert check_compose.check_images(model, {}) == []
     for svc, spec in model.services.items():
         tag = spec["image"].rsplit("/", 1)[-1].partition(":")[2]
         assert tag and tag != "latest", svc
@@ -130,13 +131,13 @@ def test_no_plaintext_credential_in_environment(stack):
 def test_every_container_shell_dollar_is_escaped(stack):
     root, model = stack
     example = envfile.read(root / ".env.example")
-    facts = preflight.Facts(example=example)
-    assert preflight.check_dollars(compose.raw_services(root), facts) == []
+    facts = Facts(example=example)
+    assert check_compose.check_dollars(compose.raw_services(root), facts) == []
     declared = set(example.keys())
     for svc, (_, spec) in compose.raw_services(root).items():
         for field in ("command", "entrypoint"):
-            for text in preflight._strings(spec.get(field)):
-                for name in preflight.unescaped_refs(text):
+            for text in check_compose._strings(spec.get(field)):
+                for name in check_compose.unescaped_refs(text):
                     assert name in declared, (svc, field, name)
 
 

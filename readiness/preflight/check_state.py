@@ -10,32 +10,22 @@ disagrees with itself.
 * ``state.pg-version``: a data directory written by a PostgreSQL major its image cannot run.
 
 Pure functions of the model and the facts preflight gathered (the data directories' states
-come from :mod:`readiness.prepare.datastate`, read once).
+come from :mod:`readiness.prepare.datastate`, read once; which directories are read is
+:func:`.facts.probe_paths`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..prepare import baked
 from ..prepare import dirs as dirslib
 from ..prepare.datastate import DirState
 from ..stack import dbfacts
 from ..stack.compose import Model
+from .check_host import image_variable
+from .facts import Facts, postgres_major
 from .findings import ERROR, WARNING, Finding
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .table import Facts
-
-
-def probe_paths(model: Model, facts: Facts, declared: list[baked.Baked]) -> list[Path]:
-    """The data directories whose state a check of this module needs."""
-    data = dirslib.data_dirs(model)
-    services = {s for c in dbfacts.clusters(model) for s in (*c.members, *c.dcs)}
-    services |= {svc for svc in model.services if postgres_major(model, facts, svc) is not None}
-    needed = {d.path for d in data if d.service in services}
-    return sorted(needed | set(baked.needs_probe(declared, facts.baked_record)))
 
 
 def check_baked(model: Model, facts: Facts) -> list[Finding]:
@@ -104,17 +94,7 @@ def check_dcs(model: Model, facts: Facts) -> list[Finding]:
     return out
 
 
-def postgres_major(model: Model, facts: Facts, svc: str) -> dbfacts.Major | None:
-    image = str(model.services.get(svc, {}).get("image") or "")
-    if not image:
-        return None
-    known = facts.images.get(image)
-    return dbfacts.major(image, list(known.env) if known else None)
-
-
 def check_pg_version(model: Model, facts: Facts) -> list[Finding]:
-    from .check_host import image_variable
-
     out = []
     for d in dirslib.data_dirs(model):
         state = facts.data.get(d.path)

@@ -8,7 +8,7 @@ machines. Ids are listed in :data:`CATALOG`; the runbook has one troubleshooting
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 ERROR = "error"
 WARNING = "warning"
@@ -66,15 +66,27 @@ CATALOG: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Finding:
+    """One thing preflight found: a stable id, how bad it is, what and where, and the fix.
+
+    ``variable`` names the variable the finding is about, when it is about one: findings are
+    de-duplicated by such data (:mod:`readiness.preflight.table`), never by their text. It is not output.
+    """
+
     id: str
     severity: str
     message: str
     fix: str
     service: str = ""
     file: str = ""
+    variable: str = field(default="", compare=False, repr=False)
 
     def sort_key(self) -> tuple:
         return (_SEVERITY_ORDER.get(self.severity, 9), self.id, self.service, self.file, self.message)
+
+    def as_doc(self) -> dict[str, str]:
+        """The finding as ``--json`` shows it (schemas/preflight.schema.json)."""
+        return {"id": self.id, "severity": self.severity, "message": self.message, "fix": self.fix,
+                "service": self.service, "file": self.file}
 
 
 def sort(findings: list[Finding]) -> list[Finding]:
@@ -93,7 +105,7 @@ def to_doc(findings: list[Finding]) -> dict:
         "ok": not blocking(ordered),
         "errors": sum(f.severity == ERROR for f in ordered),
         "warnings": sum(f.severity == WARNING for f in ordered),
-        "findings": [asdict(f) for f in ordered],
+        "findings": [f.as_doc() for f in ordered],
     }
 
 

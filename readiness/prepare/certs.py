@@ -53,7 +53,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ToolkitError
+from ..stack.compose import Model
 from ..system import fsutil, runner
+from . import secrets as secretslib
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -92,6 +94,21 @@ class CertPaths:
     def ca(self) -> Path:
         """rootCA.pem beside cert.pem."""
         return self.cert.with_name(CA_FILE)
+
+
+def cert_paths(model: Model) -> CertPaths | None:
+    """The pair the stack mounts: the file secrets whose ``x-readiness.certificate`` is ``cert``
+    and ``key`` (None when the stack declares no such pair)."""
+    by_role = {s.certificate: s.path for s in secretslib.specs(model) if s.certificate}
+    if "cert" not in by_role or "key" not in by_role:
+        return None
+    return CertPaths(cert=by_role["cert"], key=by_role["key"])
+
+
+def root_ca(model: Model) -> Path:
+    """``rootCA.pem`` the stack's certificate must chain to (what clients should trust)."""
+    paths = cert_paths(model)
+    return paths.ca if paths else model.project_dir / "secrets" / "certs" / CA_FILE
 
 
 def required_names(hostnames: Iterable[str]) -> list[str]:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from .. import output
 from ..errors import ToolkitError
+from ..prepare import certs
 from ..stack import compose
 from ..stack.compose import Model
 from ..system import engine as enginelib
@@ -507,9 +508,7 @@ def settle_routes(model: Model, timeout: float = ROUTE_SETTLE_SECONDS,
     but has no route yet" is waited for; a refused connection or a TLS error is not. A line
     names what is still waited for every few seconds (progress, like the rest of ``up``).
     """
-    from ..preflight.table import root_ca
-
-    ca = root_ca(model)
+    ca = certs.root_ca(model)
     pending = [ep for ep in health.endpoints(model)
                if ep.kind == "https" and (services is None or ep.service in services)]
     deadline = time.monotonic() + timeout

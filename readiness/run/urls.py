@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..preflight import table as preflight
+from ..prepare import certs
 from ..prepare import secrets as secretslib
 from ..stack.compose import Model
 from . import health
@@ -79,7 +79,7 @@ def describe(model: Model) -> dict[str, Any]:
         "https": {"address": address, "port": port},
         "services": services,
         "connections": connections,
-        "ca": {"file": model.relpath(preflight.root_ca(model)), **TRUST},
+        "ca": {"file": model.relpath(certs.root_ca(model)), **TRUST},
     }
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from ..errors import ToolkitError
 from ..system import fsutil
+from ..system.engine import docker_config_dir
 from . import sources
 
 CACHE_DIR = ".readiness/cache"
@@ -61,11 +62,6 @@ def _read(path: Path) -> bytes | None:
         return path.read_bytes()
     except OSError:
         return None
-
-
-def docker_config_dir() -> Path:
-    """The docker CLI's configuration directory: ``$DOCKER_CONFIG``, else ``~/.docker``."""
-    return Path(os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker"))
 
 
 def _extra_plugin_dirs(config_json: bytes | None) -> list[str]:

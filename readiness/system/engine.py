@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ToolkitError
-from ..stack import modelcache
 from . import runner
 
 #: The variable (``.env``) naming the helper image; its default lives in docker-compose.yml
@@ -319,6 +318,11 @@ def unreachable_fix(docker_host: str | None) -> str:
 _CACHE: dict[tuple[str | None, str | None], Engine] = {}
 
 
+def docker_config_dir() -> Path:
+    """The docker CLI's configuration directory: ``$DOCKER_CONFIG``, else ``~/.docker``."""
+    return Path(os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker"))
+
+
 def cli_endpoint() -> str | None:
     """The endpoint the ``docker`` CLI talks to, as it chooses it: ``DOCKER_HOST``, else the
     context in use (``DOCKER_CONTEXT``, or ``docker context use`` in the CLI's config.json),
@@ -328,7 +332,7 @@ def cli_endpoint() -> str | None:
     name = os.environ.get("DOCKER_CONTEXT")
     if not name:
         try:
-            config = json.loads(_read(str(modelcache.docker_config_dir() / "config.json")) or "{}")
+            config = json.loads(_read(str(docker_config_dir() / "config.json")) or "{}")
             name = config.get("currentContext") if isinstance(config, dict) else None
         except ValueError:
             name = None  # the CLI reports a broken config.json itself

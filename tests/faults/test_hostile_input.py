@@ -6,7 +6,7 @@
   (``docker compose config --environment``): Compose refuses exactly what the reader refuses,
   reads the same variables, and reads every variable ``.env`` had unchanged after ``ensure``;
 * Compose interpolation forms (``$$``, ``${VAR:-x}``, ``${VAR:?err}``, nested defaults, stray
-  dollars) through :func:`readiness.preflight.unescaped_refs`, and a sample compared with what
+  dollars) through :func:`readiness.preflight.check_compose.unescaped_refs`, and a sample compared with what
   the real ``docker compose config --variables`` says on a one-service file;
 * odd secret and service names, and odd ``x-readiness`` values, through the secrets and
   findings code: a clean pass, a finding or a ToolkitError, never another exception.
@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from readiness.errors import ToolkitError
-from readiness.preflight import findings
-from readiness.preflight import table as preflight
+from readiness.preflight import check_compose, check_secrets, findings
+from readiness.preflight.facts import Facts
 from readiness.prepare import secrets as secretslib
 from readiness.stack import envfile
 from readiness.stack.compose import Model
@@ -298,9 +298,9 @@ hostile_strings = st.one_of(st.lists(any_piece(), max_size=6).map("".join), st.t
 @given(text=hostile_strings)
 def test_unescaped_refs_never_raises_and_is_deterministic(text):
     r = row("input.interpolation")
-    refs = preflight.unescaped_refs(text)
+    refs = check_compose.unescaped_refs(text)
     r.check(True, "returned without raising")
-    r.check(refs == preflight.unescaped_refs(text), "same answer on every run")
+    r.check(refs == check_compose.unescaped_refs(text), "same answer on every run")
     r.check(all((name.isidentifier() or name.replace("_", "a").isalnum())
                 and (f"${name}" in text or f"${{{name}}}" in text) for name in refs),
             "every name returned is a variable name written in the text", refs)
@@ -337,7 +337,7 @@ def test_unescaped_refs_agrees_with_compose(tmp_path, docker):
         r.cases += 1
         bare = compose_bare_variables(text, tmp_path)
         r.check(bare is not None, "`docker compose config` accepted every string of the grammar", text)
-        ours = set(preflight.unescaped_refs(text))
+        ours = set(check_compose.unescaped_refs(text))
         r.check(ours == bare, "`unescaped_refs` named exactly the variables Compose interpolates without a "
                 "default, `?` or `+`", (text, sorted(ours), sorted(bare)))
 
@@ -378,7 +378,7 @@ def names_outcome(r, root: Path, secret: str, service: str, x: dict, user) -> tu
         specs = secretslib.specs(model)
         r.check([s.name for s in specs] == [secret], "the secret's spec carries its name", specs)
         changes = secretslib.ensure(model, engine())
-        found = preflight.check_secrets(model, preflight.Facts())
+        found = check_secrets.check_secrets(model, Facts())
     except ToolkitError as exc:
         r.check(exc.message and exc.fix, "a refusal is a ToolkitError with a message and a fix", exc.render())
         return ("error", exc.render().replace(str(root), "<root>"))
