@@ -16,8 +16,9 @@ from invoke import task as invoke_task
 
 from readiness import steps
 from readiness.cli import ToolkitTask
+from readiness.stack import compose
 
-PROJECT = steps.project_dir()
+PROJECT = compose.project_dir()
 JSON = {"json": "print one JSON document on stdout (schemas/ documents its shape)"}
 
 

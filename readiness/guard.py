@@ -24,11 +24,8 @@ from .stack import compose
 from .system import runner
 
 
-def project_dir() -> Path:
-    """The git work tree around the current directory (``$READINESS_PROJECT_DIR`` wins)."""
-    env = os.environ.get("READINESS_PROJECT_DIR")
-    if env:
-        return Path(env).resolve()
+def work_tree() -> Path:
+    """The git work tree around the current directory (git runs the hook there), else that directory."""
     res = runner.run(["git", "rev-parse", "--show-toplevel"], timeout=30)
     return Path(res.stdout.strip()).resolve() if res.ok and res.stdout.strip() else Path.cwd().resolve()
 
@@ -64,7 +61,7 @@ def refused(project: Path, files: list[str] | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    project = project_dir()
+    project = compose.project_dir(fallback=work_tree)
     bad = refused(project, args or None)
     if not bad:
         return 0

@@ -9,7 +9,6 @@ through :mod:`readiness.output` and return what a ``--json`` run prints
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -24,17 +23,12 @@ from .prepare import dirs as dirslib
 from .prepare import networks as networkslib
 from .prepare import secrets as secretslib
 from .stack import compose, envfile
-from .stack.compose import Model
+from .stack import ports as portslib
+from .stack.model import Model
 from .system import engine as enginelib
 from .system import fsutil, runner
 
 _MODELS: dict[Path, Model] = {}
-
-
-def project_dir() -> Path:
-    """The stack to work on: ``$READINESS_PROJECT_DIR`` or the repository root."""
-    env_dir = os.environ.get("READINESS_PROJECT_DIR")
-    return Path(env_dir).resolve() if env_dir else Path(__file__).resolve().parent.parent
 
 
 def model(project: Path, *, tolerate_missing: bool = False) -> Model:
@@ -108,7 +102,7 @@ def _create_env_for_engine(project: Path) -> tuple[list[str], list[str]]:
     chosen: list[str] = []
     reasons: list[str] = []
     if engine.kind == enginelib.ROOTLESS:
-        names = set(compose.port_variables(project).values())
+        names = set(portslib.port_variables(project).values())
         text, ports = publishable_ports(text, names, enginelib.unprivileged_port_start(engine))
         if ports:
             reasons.append("ports below 1024 cannot be published without privileges, every URL carries the port")
@@ -283,14 +277,13 @@ def bootstrap(project: Path) -> Outcome:
 
 
 def up(project: Path, timeout: int, *, verify_after: bool = True) -> Outcome:
-    from .run import health
-    from .run import start as boot
+    from .run import health, start
 
     prepared = bootstrap(project)
     if not prepared.ok:
         return Outcome({"bootstrap": prepared.doc}, ok=False)
     m = model(project)
-    started = boot.up(m, enginelib.info(), timeout)
+    started = start.up(m, enginelib.info(), timeout)
     healthy_at = time.time()
     say("up", f"all {len(m.services)} services are up and healthy", "ok")
     doc: dict[str, Any] = {"bootstrap": prepared.doc, "started": sorted(started)}
@@ -401,9 +394,9 @@ def urls_text(m: Model, doc: dict[str, Any]) -> str:
 
 
 def down(project: Path, volumes: bool) -> Outcome:
-    from .run import start as boot
+    from .run import start
 
-    boot.down(model(project), volumes)
+    start.down(model(project), volumes)
     kept = "" if volumes else "; data, secrets and named volumes kept"
     say("down", f"stack stopped and removed{kept}")
     return Outcome({"removed_volumes": volumes})
@@ -411,7 +404,7 @@ def down(project: Path, volumes: bool) -> Outcome:
 
 def reset(project: Path, *, yes: bool, services: list[str]) -> Outcome:
     """Stop the stack and delete data directories (all, or those of ``services``), through the engine."""
-    from .run import start as boot
+    from .run import start
 
     m = model(project)
     unknown = sorted(set(services) - set(m.services))
@@ -431,12 +424,12 @@ def reset(project: Path, *, yes: bool, services: list[str]) -> Outcome:
                            fix="run `invoke reset --yes` to confirm (add `--service NAME` to limit it); secrets, "
                                "certificates and .env are kept", code=output.EXIT_USAGE)
     if services:
-        res = runner.run(boot.compose_args(m, "rm", "--stop", "--force", *services), cwd=m.project_dir, timeout=300)
+        res = runner.run(compose.command_for(m, "rm", "--stop", "--force", *services), cwd=m.project_dir, timeout=300)
         if not res.ok:
             raise ToolkitError(f"docker compose rm failed: {res.stderr.strip()}",
-                               fix=boot.engine_hint(res.stderr) or "see the message above")
+                               fix=enginelib.unreachable_hint(res.stderr) or "see the message above")
     else:
-        boot.down(m, volumes=True)
+        start.down(m, volumes=True)
     removed = dirslib.remove(m, present)
     for path in removed:
         say("reset", f"removed {m.relpath(path)}")
@@ -446,6 +439,6 @@ def reset(project: Path, *, yes: bool, services: list[str]) -> Outcome:
 
 
 def logs(project: Path, service: str, tail: int, follow: bool) -> int:
-    from .run import start as boot
+    from .run import start
 
-    return boot.logs(model(project), service, tail, follow)
+    return start.logs(model(project), service, tail, follow)

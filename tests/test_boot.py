@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from conftest import run_invoke
 from cryptography import x509
 
-from readiness.run import start as boot
+from readiness.run import pull, start
 from readiness.stack import compose
 from readiness.system.engine import parse_info
 
@@ -32,9 +32,9 @@ def test_engines_before_25_boot_without_start_interval(repo):
                      local_kernel="6.1", local_uid=0)
     new = parse_info({"ServerVersion": "26.1.5", "KernelVersion": "6.1"}, docker_host=None, local_kernel="6.1",
                      local_uid=0)
-    assert boot.compat_files(model, new) == []
-    files = boot.compat_files(model, old)
-    assert files == [repo / boot.COMPAT_FILE]
+    assert start.compat_files(model, new) == []
+    files = start.compat_files(model, old)
+    assert files == [repo / start.COMPAT_FILE]
     argv = compose.command(model.cli.argv, repo, "config", "--format", "json", extra_files=files)
     res = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -47,9 +47,9 @@ def test_engines_before_25_boot_without_start_interval(repo):
 
 
 def test_pull_progress_and_errors():
-    images = [boot.Image("127.0.0.1:5000/e2e/a:1", ("a", "a2"), "A_IMAGE"), boot.Image("b:1", ("b",), "B_IMAGE")]
+    images = [pull.Image("127.0.0.1:5000/e2e/a:1", ("a", "a2"), "A_IMAGE"), pull.Image("b:1", ("b",), "B_IMAGE")]
     lines: list[str] = []
-    progress = boot.PullProgress(images, lines.append)
+    progress = pull.PullProgress(images, lines.append)
     for event in (
         {"id": "a", "text": "Pulling"}, {"id": "b", "text": "Pulling"},
         {"id": "l1", "parent_id": "a", "text": "Downloading", "current": 1_000_000, "total": 4_000_000},
@@ -63,17 +63,17 @@ def test_pull_progress_and_errors():
     assert lines[-1] == "127.0.0.1:5000/e2e/a:1: done (4.0 MB in 0 s)", lines
     assert "b:1: failed: manifest unknown" in lines and sum("done" in ln for ln in lines) == 1
     assert images[0].registry == "127.0.0.1:5000" and images[1].registry == "docker.io"
-    assert boot.Image("localhost/x:1", (), None).registry == "localhost"
-    assert boot.Image("library/x:1", (), None).registry == "docker.io"
-    err = boot.pull_error([(images[1], "manifest unknown")])
+    assert pull.Image("localhost/x:1", (), None).registry == "localhost"
+    assert pull.Image("library/x:1", (), None).registry == "docker.io"
+    err = pull.pull_error([(images[1], "manifest unknown")])
     assert "b:1 (registry docker.io, set by B_IMAGE; services b): manifest unknown" in err.message
     assert "B_IMAGE" in (err.where or "") and "docker login" in (err.fix or "")
     for transient in ("net/http: TLS handshake timeout", "read: connection reset by peer", "unexpected EOF",
                       "received unexpected HTTP status: 503 Service Unavailable", "toomanyrequests: rate"):
-        assert boot._TRANSIENT.search(transient), transient
+        assert pull._TRANSIENT.search(transient), transient
     for final in ("manifest unknown", "dial tcp 127.0.0.1:5002: connect: connection refused", "unauthorized",
                   "pull access denied", "no such host"):
-        assert not boot._TRANSIENT.search(final), final
+        assert not pull._TRANSIENT.search(final), final
 
 
 def test_started_services_come_from_container_ids():
@@ -81,7 +81,7 @@ def test_started_services_come_from_container_ids():
               "c": {"ID": "3", "State": "running"}}
     after = {"a": {"ID": "1", "State": "running"}, "b": {"ID": "2", "State": "running"},
              "c": {"ID": "4", "State": "running"}, "d": {"ID": "5", "State": "running"}}
-    assert boot.started_services(before, after) == {"b", "c", "d"}
+    assert start.started_services(before, after) == {"b", "c", "d"}
 
 
 def test_urls_name_every_routed_service_once_with_covered_names(repo):

@@ -45,6 +45,7 @@ from e2e.stack import stack_variables as stack_env_variables  # noqa: E402  (tes
 from readiness import docs  # noqa: E402
 from readiness.preflight.findings import CATALOG  # noqa: E402
 from readiness.stack import compose, envfile  # noqa: E402
+from readiness.stack.model import Model  # noqa: E402
 
 RUNBOOK = "runbooks/core/infra-bootstrap-runbook.md"
 OPERATIONS = "OPERATIONS.md"
@@ -160,7 +161,7 @@ def anchors(text: str) -> set[str]:
 # ------------------------------------------------------------------------- what the code declares
 
 
-def load_model(project: Path) -> compose.Model:
+def load_model(project: Path) -> Model:
     """The rendered stack. LOCAL_DOMAIN is required by the stack: give it through the environment
     (a .env, if there is one, keeps every other value) instead of writing into the repository.
     The caller's stack variables (``COMPOSE_*``, ``READINESS_*``, the keys of ``.env.example``)
@@ -172,7 +173,7 @@ def load_model(project: Path) -> compose.Model:
         return compose.load(project)
 
 
-def stack_variables(model: compose.Model) -> list[str]:
+def stack_variables(model: Model) -> list[str]:
     return sorted(compose.variables(model))
 
 
@@ -646,7 +647,7 @@ def ci_section_problems(script: str, section_text: str, root: Path, session_comm
 
 
 @pytest.fixture(scope="module")
-def model() -> compose.Model:
+def model() -> Model:
     return load_model(REPO)
 
 

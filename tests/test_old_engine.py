@@ -2,7 +2,7 @@
 
 Compose refuses ``healthcheck.start_interval`` on such an engine before creating anything.
 `invoke up` degrades instead of refusing: it adds an override that drops the key with
-Compose's ``!reset`` (``boot.compat_files``), and preflight warns (``engine.no-start-interval``).
+Compose's ``!reset`` (``start.compat_files``), and preflight warns (``engine.no-start-interval``).
 Proved on a real Docker 20.10 (Debian 12's ``docker.io``, unpacked by ``.ci/run`` into
 ``$READINESS_OLD_DOCKERD``'s tree) running as a private engine (tests/private_engine.py).
 """
@@ -20,7 +20,7 @@ from conftest import FIXTURES, in_ci, run_invoke
 from helper_image import default_helper_image, ensure_helper_image
 from private_engine import PrivateEngine
 
-from readiness.run import start as boot
+from readiness.run import start
 
 WHY = "an engine before Docker 25 runs as a second, private dockerd, which needs root (CI pass 1)"
 OLD_DOCKERD = os.environ.get("READINESS_OLD_DOCKERD", "/opt/docker-20.10/usr/sbin/dockerd")
@@ -68,7 +68,7 @@ def test_an_engine_before_25_boots_without_start_interval(old_engine, mini):
     up = run_invoke(mini, "up", "--timeout", "120", env=old_engine.env, timeout=600)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        assert (mini / boot.COMPAT_FILE).is_file()
-        assert "start_interval: !reset null" in (mini / boot.COMPAT_FILE).read_text()
+        assert (mini / start.COMPAT_FILE).is_file()
+        assert "start_interval: !reset null" in (mini / start.COMPAT_FILE).read_text()
     finally:
         run_invoke(mini, "down", env=old_engine.env)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from readiness.preflight import check_compose, table
 from readiness.preflight.findings import ERROR, Finding, to_doc
-from readiness.stack.compose import Model
+from readiness.stack.model import Model
 
 
 def test_every_check_asks_only_for_inputs_the_table_has():

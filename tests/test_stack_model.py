@@ -31,7 +31,7 @@ from readiness.preflight import check_compose
 from readiness.preflight.facts import Facts
 from readiness.prepare import secrets as secretslib
 from readiness.run import health
-from readiness.stack import compose, envfile
+from readiness.stack import compose, envfile, sources
 
 CREDENTIAL_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
 #: A key a secret scanner reads as a credential whatever its value (issue #14, item 5): it
@@ -110,7 +110,7 @@ def test_host_ports_bind_only_loopback_by_default(stack):
         for port in spec.get("ports") or []:
             assert port.get("host_ip") == "127.0.0.1", (svc, port)
     # ...and the address comes from a variable, so exposing more is a deliberate choice
-    for svc, (file, spec) in compose.raw_services(root).items():
+    for svc, (file, spec) in sources.raw_services(root).items():
         for port in spec.get("ports") or []:
             assert str(port).startswith("${BIND_ADDRESS:-127.0.0.1}:"), (svc, file, port)
 
@@ -132,9 +132,9 @@ def test_every_container_shell_dollar_is_escaped(stack):
     root, model = stack
     example = envfile.read(root / ".env.example")
     facts = Facts(example=example)
-    assert check_compose.check_dollars(compose.raw_services(root), facts) == []
+    assert check_compose.check_dollars(sources.raw_services(root), facts) == []
     declared = set(example.keys())
-    for svc, (_, spec) in compose.raw_services(root).items():
+    for svc, (_, spec) in sources.raw_services(root).items():
         for field in ("command", "entrypoint"):
             for text in check_compose._strings(spec.get(field)):
                 for name in check_compose.unescaped_refs(text):

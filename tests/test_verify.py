@@ -26,8 +26,7 @@ from readiness.output import Output
 from readiness.run import httpclient
 from readiness.run import verify as verifylib
 from readiness.run.verify.core import Context, Failed, expect
-from readiness.stack import compose
-from readiness.stack.compose import Model
+from readiness.stack.model import Model, x_problems
 
 NOW = datetime.now(timezone.utc)
 
@@ -155,10 +154,10 @@ def test_credentials_come_from_the_login_secrets(tmp_path):
 
 def test_a_malformed_verify_value_names_the_service_and_key(tmp_path):
     m = model({"valkey": {"x-readiness": {"verify": "valkey"}}}, tmp_path)
-    assert compose.x_problems(m) == [("services.valkey.x-readiness.verify",
+    assert x_problems(m) == [("services.valkey.x-readiness.verify",
                                       "must be a mapping with a `probe` kind and plain option values "
                                       "(e.g. {probe: valkey})")]
-    assert compose.x_problems(model({"valkey": {"x-readiness": {"verify": {"probe": "valkey"}}}}, tmp_path)) == []
+    assert x_problems(model({"valkey": {"x-readiness": {"verify": {"probe": "valkey"}}}}, tmp_path)) == []
 
 
 def test_an_unknown_probe_kind_is_refused_with_the_known_ones(tmp_path):

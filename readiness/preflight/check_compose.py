@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from ..stack.compose import Model
+from ..stack.model import Model
 from .facts import Facts
 from .findings import ERROR, Finding
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from ..prepare import ulimits as ulimitslib
-from ..stack.compose import Model
+from ..stack.model import Model
 from ..system import engine as enginelib
 from ..system.engine import Engine
 from .facts import ENV_FILE, Facts

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ..stack.compose import Model
+from ..stack.model import Model
 from .facts import ENV_EXAMPLE, ENV_FILE, Facts
 from .findings import ERROR, Finding
 

@@ -11,24 +11,16 @@ Pure functions of the model and the facts preflight gathered once (:mod:`.facts`
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from ..prepare import dirs as dirslib
-from ..stack import compose
-from ..stack.compose import Model
+from ..stack import sources
+from ..stack.model import Model
 from ..system import engine as enginelib
 from ..system import hostfacts
 from .facts import Facts
 from .findings import ERROR, WARNING, Finding
-
-
-def image_variable(model: Model, svc: str) -> str | None:
-    """The variable that sets ``svc``'s image (``${SPILO_IMAGE:-...}``), from the file as written."""
-    raw = compose.raw_services(model.project_dir).get(svc, ("", {}))[1]
-    m = re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", str(raw.get("image") or ""))
-    return m.group(1) if m else None
 
 
 def check_platform(model: Model, facts: Facts) -> list[Finding]:
@@ -45,7 +37,7 @@ def check_platform(model: Model, facts: Facts) -> list[Finding]:
             continue
         emulated = image.os in ("", "linux") and (
             engine.kind == enginelib.DESKTOP or (engine.local and hostfacts.can_emulate(image.arch, facts.binfmt)))
-        var = image_variable(model, svc)
+        var = sources.image_variables(model.project_dir).get(svc)
         ref = spec.get("image")
         out.append(Finding(
             "image.platform", WARNING if emulated else ERROR,

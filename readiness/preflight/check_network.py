@@ -15,8 +15,8 @@ import os
 import socket
 
 from ..prepare import networks
-from ..stack import compose
-from ..stack.compose import Model
+from ..stack import ports
+from ..stack.model import Model
 from .facts import ENV_FILE, Facts
 from .findings import ERROR, Finding
 
@@ -58,19 +58,6 @@ def check_network_kind(model: Model, facts: Facts) -> list[Finding]:
     return out
 
 
-def published_ports(model: Model) -> list[tuple[str, str, int, int]]:
-    """(service, host_ip, published port, container port) for every single published TCP port, sorted."""
-    out = []
-    for svc, spec in sorted(model.services.items()):
-        for p in spec.get("ports") or []:
-            if not isinstance(p, dict) or p.get("protocol", "tcp") != "tcp":
-                continue
-            published = str(p.get("published") or "")
-            if published.isdigit():
-                out.append((svc, p.get("host_ip") or "0.0.0.0", int(published), int(p.get("target", 0))))
-    return sorted(set(out))
-
-
 def port_taken(host_ip: str, port: int) -> bool:
     """Whether something on this machine already holds ``host_ip:port``.
 
@@ -80,7 +67,7 @@ def port_taken(host_ip: str, port: int) -> bool:
     bound without listening.
     """
     family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
-    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host_ip, host_ip)
+    target = ports.connect_address(host_ip)
     try:
         with socket.create_connection((target, port), timeout=0.5):
             return True
@@ -99,8 +86,8 @@ def check_ports(model: Model, facts: Facts) -> list[Finding]:
     out = []
     ours = {port for c in facts.containers if c.project == model.name for _, port in c.ports}
     theirs = {port: c for c in facts.containers if c.project != model.name for _, port in c.ports}
-    variables = compose.port_variables(model.project_dir)
-    for svc, host_ip, port, target in published_ports(model):
+    variables = ports.port_variables(model.project_dir)
+    for svc, host_ip, port, target in ports.published_ports(model):
         var = variables.get((svc, target))
         named = f"{var}={port}" if var else f"port {port}"
         where = f"{ENV_FILE} ({var})" if var else ""

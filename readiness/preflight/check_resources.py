@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..stack import compose
-from ..stack.compose import Model
+from ..stack import sources
 from ..stack.dbfacts import environment
+from ..stack.model import Model
 from ..system import hostfacts
 from ..system.hostfacts import gib
 from .facts import Facts
@@ -48,7 +48,7 @@ def heap(spec: dict[str, Any]) -> int | None:
 
 
 def heap_variable(model: Model, svc: str) -> str | None:
-    raw = compose.raw_services(model.project_dir).get(svc, ("", {}))[1]
+    raw = sources.raw_services(model.project_dir).get(svc, ("", {}))[1]
     env = raw.get("environment") or {}
     values = env.values() if isinstance(env, dict) else env
     for value in values:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..prepare import baked, certs
 from ..prepare import secrets as secretslib
 from ..stack import compose
-from ..stack.compose import Model
+from ..stack.model import Model
 from .facts import Facts
 from .findings import ERROR, Finding
 

@@ -21,9 +21,8 @@ from pathlib import Path
 from ..prepare import baked
 from ..prepare import dirs as dirslib
 from ..prepare.datastate import DirState
-from ..stack import dbfacts
-from ..stack.compose import Model
-from .check_host import image_variable
+from ..stack import dbfacts, sources
+from ..stack.model import Model
 from .facts import Facts, postgres_major
 from .findings import ERROR, WARNING, Finding
 
@@ -103,7 +102,7 @@ def check_pg_version(model: Model, facts: Facts) -> list[Finding]:
         if found is None or major is None or major.runs(found):
             continue
         image = str(model.services[d.service].get("image"))
-        var = image_variable(model, d.service)
+        var = sources.image_variables(model.project_dir).get(d.service)
         which = "runs only PostgreSQL" if major.exact else "runs PostgreSQL up to"
         fix_image = f"set {var} in .env to an image of PostgreSQL {found}" if var else \
             f"use an image of PostgreSQL {found} for {d.service}"

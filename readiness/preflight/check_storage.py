@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import ToolkitError
 from ..prepare import dirs
 from ..stack import compose
-from ..stack.compose import Model
+from ..stack.model import Model
 from ..system import engine as enginelib
 from ..system import hostfacts
 from ..system.hostfacts import GIB, gib

@@ -29,7 +29,7 @@ from ..prepare import secrets as secretslib
 from ..prepare import ulimits as ulimitslib
 from ..prepare.datastate import DirState
 from ..stack import dbfacts, envfile
-from ..stack.compose import Model
+from ..stack.model import Model
 from ..system import engine as enginelib
 from ..system import hostfacts, runner
 from ..system.engine import Engine

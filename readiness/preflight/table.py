@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ToolkitError
-from ..stack import compose
-from ..stack.compose import Model
+from ..stack import compose, sources
+from ..stack.model import Model
 from . import (
     check_compose,
     check_engine,
@@ -79,7 +79,7 @@ def without_superseded(found: list[Finding]) -> list[Finding]:
 
 def run_checks(model: Model, facts: Facts) -> list[Finding]:
     """Every check of :data:`CHECKS` on ``model`` and ``facts`` (unsorted; see findings.sort)."""
-    raw = compose.raw_services(model.project_dir)
+    raw = sources.raw_services(model.project_dir)
     inputs = {"model": model, "facts": facts, "raw": raw, "files": {svc: file for svc, (file, _) in raw.items()}}
     found: list[Finding] = []
     for check in CHECKS:

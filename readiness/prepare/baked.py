@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ToolkitError
-from ..stack import compose
-from ..stack.compose import Model
+from ..stack import sources
+from ..stack.model import Model
 from ..system import fsutil
 from . import dirs as dirslib
 from .datastate import DirState
@@ -97,7 +97,7 @@ def declarations(model: Model) -> list[Baked]:
         for name in model.x(svc).get("baked-secrets") or []:
             secret = model.secrets.get(name)
             if not secret or not secret.get("file"):
-                file = compose.raw_services(model.project_dir).get(svc, (compose.COMPOSE_FILE, {}))[0]
+                file = sources.raw_services(model.project_dir).get(svc, (sources.COMPOSE_FILE, {}))[0]
                 raise ToolkitError(
                     f"service {svc} declares baked secret {name!r}, which is not a file secret of the stack",
                     where=f"{file} (services.{svc}.x-readiness.baked-secrets)",

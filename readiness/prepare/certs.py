@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ToolkitError
-from ..stack.compose import Model
+from ..stack.model import Model
 from ..system import fsutil, runner
 from . import secrets as secretslib
 
@@ -511,7 +511,7 @@ def _install(paths: CertPaths, new_cert: Path, new_key: Path, ca_bytes: bytes) -
     """Back up what will be replaced, then rename the new files over the old ones."""
     for path, mode in ((new_key, KEY_MODE), (new_cert, CERT_MODE)):
         os.chmod(path, mode)
-        _fsync(path)  # mkcert does not: a crash after the rename must not leave an empty file
+        fsutil.fsync(path)  # mkcert does not: a crash after the rename must not leave an empty file
 
     replaced = [paths.key, paths.cert]
     ca_changed = True
@@ -532,9 +532,9 @@ def _install(paths: CertPaths, new_cert: Path, new_key: Path, ca_bytes: bytes) -
     elif stat.S_IMODE(paths.ca.stat().st_mode) != CERT_MODE:
         os.chmod(paths.ca, CERT_MODE)
     os.replace(new_cert, paths.cert)
-    _fsync(paths.cert.parent)
+    fsutil.fsync(paths.cert.parent)
     if paths.key.parent != paths.cert.parent:
-        _fsync(paths.key.parent)
+        fsutil.fsync(paths.key.parent)
 
 
 def _backup(files: list[Path], directory: Path) -> Path | None:
@@ -562,9 +562,9 @@ def _backup(files: list[Path], directory: Path) -> Path | None:
             os.link(path, target, follow_symlinks=True)
         except OSError:  # filesystems without hard links (some bind mounts)
             shutil.copy2(path, target)
-            _fsync(target)
-    _fsync(backup)
-    _fsync(directory)
+            fsutil.fsync(target)
+    fsutil.fsync(backup)
+    fsutil.fsync(directory)
     return backup
 
 
@@ -600,17 +600,7 @@ def _prune_backups(directory: Path) -> None:
         except OSError:
             continue  # left for the next run; nothing depends on it being gone now
         shutil.rmtree(doomed, ignore_errors=True)
-    _fsync(directory)
-
-
-def _fsync(path: Path) -> None:
-    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
-    with contextlib.suppress(OSError):
-        fd = os.open(path, flags)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsutil.fsync(directory)
 
 
 def _mkcert_error(stderr: str) -> str:

@@ -10,7 +10,7 @@ mount of the rendered model that is a directory, or does not exist yet, and that
   one inside.
 
 No variable name is known here: the rule reads the compose files as written
-(:func:`readiness.stack.compose.raw_services`). A source written as a literal path outside the
+(:func:`readiness.stack.sources.raw_services`). A source written as a literal path outside the
 project (``/var/log:/host/log``) is the host's, not the stack's, and is never created,
 re-owned or deleted; nor is a source that exists as something else than a directory (a
 configuration file, the Docker socket). Nor, whatever the compose files say, is a path the
@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ToolkitError, from_oserror
-from ..stack import compose
-from ..stack.compose import Model
+from ..stack import sources
+from ..stack.model import Model
 from ..system import engine as enginelib
 from ..system import fsutil
 from ..system.engine import Engine
@@ -108,7 +108,7 @@ def variable_rooted(project_dir: Path) -> dict[str, dict[str, str]]:
     """Service -> {container target: variable} of the bind mounts whose source the compose file
     writes under a variable (``${DATA_ROOT:-../../data}/grafana:/var/lib/grafana``), as written."""
     out: dict[str, dict[str, str]] = {}
-    for svc, (_, spec) in compose.raw_services(project_dir).items():
+    for svc, (_, spec) in sources.raw_services(project_dir).items():
         for vol in spec.get("volumes") or []:
             if isinstance(vol, dict):
                 source, target = str(vol.get("source") or ""), str(vol.get("target") or "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from ..errors import ToolkitError
-from ..stack.compose import Model
+from ..stack.model import Model
 from ..system import runner
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ToolkitError, take_back
-from ..stack.compose import Model
+from ..stack.model import Model
 from ..system import engine as enginelib
 from ..system import fsutil, runner
 from ..system.engine import Engine

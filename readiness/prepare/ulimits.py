@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ToolkitError
-from ..stack import compose, modelcache
-from ..stack.compose import Model
+from ..stack import modelcache, sources
+from ..stack.model import Model
 from ..system import engine as enginelib
 from ..system import fsutil
 from ..system.engine import Engine
@@ -286,7 +286,7 @@ def variables(project_dir: Path) -> dict[tuple[str, str], tuple[str | None, str 
     """(service, ulimit) -> the variables its soft and hard values are written with, from the
     compose files as written (None where the value is not exactly one variable)."""
     out: dict[tuple[str, str], tuple[str | None, str | None]] = {}
-    for svc, (_, spec) in compose.raw_services(project_dir).items():
+    for svc, (_, spec) in sources.raw_services(project_dir).items():
         declared = spec.get("ulimits")
         for name, value in declared.items() if isinstance(declared, dict) else []:
             soft, hard = (value.get("soft"), value.get("hard")) if isinstance(value, dict) else (value, value)

@@ -6,9 +6,11 @@
    ``https://<Host() of its router><x-readiness.health.path>``, TLS verified against
    ``rootCA.pem``, with the name pinned inside the client to the address Traefik's port is
    published on (``BIND_ADDRESS``; 127.0.0.1 for a wildcard), so ``*.localhost`` need not
-   resolve on the host; TCP services at their published address and port.
+   resolve on the host -- the pinned client of :mod:`.httpclient`, the one ``invoke verify``
+   uses; TCP services at their published address and port.
 
-``wait`` retries (tenacity, bounded by a timeout) until every check passes.
+``wait`` retries (:func:`readiness.system.retry.poll`, bounded by a timeout) until every check
+passes.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ToolkitError
-from ..stack import compose
-from ..stack.compose import Model
+from ..stack import compose, ports
+from ..stack.model import Model
 from ..system import runner
+from ..system.retry import poll
 
 
 @dataclass(frozen=True)
@@ -151,36 +154,9 @@ class Endpoint:
         return f"https://{self.host}:{self.port}{self.path}" if self.kind == "https" else f"{self.host}:{self.port}"
 
 
-def https_url(host: str, port: int, path: str = "/") -> str:
-    """The URL a user types: the port only when it is not 443."""
-    return f"https://{host}{'' if port == 443 else f':{port}'}{path}"
-
-
-def connect_address(host_ip: str) -> str:
-    """Where to reach a port published on ``host_ip`` from this machine."""
-    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host_ip, host_ip)
-
-
-def published_port(model: Model, service: str, container_port: int) -> tuple[str, int] | None:
-    """(address to connect to, host port) where ``service`` publishes ``container_port``."""
-    for p in model.services.get(service, {}).get("ports") or []:
-        if isinstance(p, dict) and int(p.get("target", 0)) == container_port and str(p.get("published", "")).isdigit():
-            return connect_address(str(p.get("host_ip") or "")), int(p["published"])
-    return None
-
-
-def https_entry(model: Model) -> tuple[str, int]:
-    """(address, host port) of Traefik's websecure entrypoint (container port 443)."""
-    for svc in sorted(model.services):
-        found = published_port(model, svc, 443)
-        if found:
-            return found
-    return "127.0.0.1", 443
-
-
 def endpoints(model: Model) -> list[Endpoint]:
     out = []
-    address, port443 = https_entry(model)
+    address, port443 = ports.https_entry(model)
     for svc in sorted(model.services):
         spec = model.x(svc).get("health") or {}
         if "path" in spec:
@@ -190,7 +166,7 @@ def endpoints(model: Model) -> list[Endpoint]:
             for host in hosts[:1]:
                 out.append(Endpoint(svc, "https", host, port443, str(spec["path"]), expect, address))
         if "tcp" in spec:
-            found = published_port(model, svc, int(spec["tcp"]))
+            found = ports.published_port(model, svc, int(spec["tcp"]))
             if found:
                 out.append(Endpoint(svc, "tcp", found[0], found[1], address=found[0]))
     return out
@@ -201,23 +177,7 @@ def preload() -> None:
     import requests  # noqa: F401
     import tenacity  # noqa: F401
 
-
-def _https_session(hostname: str, ca: Path):
-    """A requests session that connects to 127.0.0.1 but speaks TLS to ``hostname``."""
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    class PinnedAdapter(HTTPAdapter):
-        def init_poolmanager(self, *args, **kwargs):
-            kwargs["server_hostname"] = hostname
-            kwargs["assert_hostname"] = hostname
-            super().init_poolmanager(*args, **kwargs)
-
-    session = requests.Session()
-    session.mount("https://", PinnedAdapter(max_retries=0))
-    session.verify = str(ca)
-    session.trust_env = False  # a proxy variable must not divert a loopback probe
-    return session
+    from . import httpclient  # noqa: F401
 
 
 def probe(ep: Endpoint, ca: Path, timeout: float = 5.0) -> Check:
@@ -229,10 +189,13 @@ def probe(ep: Endpoint, ca: Path, timeout: float = 5.0) -> Check:
             return Check(ep.service, "tcp", ep.target, False, f"connection failed: {exc.strerror or exc}")
     import requests
 
+    from . import httpclient
+
     try:
-        session = _https_session(ep.host, ca)
-        netloc = f"[{ep.address}]" if ":" in ep.address else ep.address
-        resp = session.get(f"https://{netloc}:{ep.port}{ep.path}", headers={"Host": ep.host},
+        # The name goes in the URL (SNI, certificate check); the pinned client connects to the
+        # address Traefik's port is published on. The Host header is the bare name users type.
+        session = httpclient.session(ep.address, ca)
+        resp = session.get(f"https://{ep.host}:{ep.port}{ep.path}", headers={"Host": ep.host},
                            timeout=timeout, allow_redirects=False)
     except requests.exceptions.SSLError as exc:
         return Check(ep.service, "https", ep.target, False, f"TLS error: {_short(exc)}")
@@ -280,21 +243,18 @@ def check(model: Model, ca: Path, *, wait: bool = False, timeout: float = 120.0,
     """
     if not wait:
         return check_once(model, ca, containers)
-    first = [containers]
-    from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_exponential
+    from tenacity import wait_exponential
 
-    @retry(retry=retry_if_result(lambda checks: not all(c.ok for c in checks)),
-           wait=wait_exponential(multiplier=0.05, max=interval), stop=stop_after_delay(timeout))
+    first = [containers]
+
     def attempt() -> list[Check]:
         checks = check_once(model, ca, first.pop() if first else None)
         if on_attempt:
             on_attempt(checks)
         return checks
 
-    try:
-        return attempt()
-    except RetryError as exc:
-        return exc.last_attempt.result()
+    return poll(attempt, lambda checks: all(c.ok for c in checks), wait=wait_exponential(multiplier=0.05, max=interval),
+                timeout=timeout)
 
 
 def to_text(checks: list[Check], out=None) -> str:

@@ -3,11 +3,9 @@
 ``up`` runs in two phases, because they fail for different reasons and take very different
 times on a first boot:
 
-1. **Pull** what the engine lacks (``compose pull --ignore-pull-failures``, JSON progress),
-   with no time limit of its own -- a slow link is not a failure -- one progress line per
-   image at least every few seconds, and a retry for transient network errors. An image that
-   cannot be pulled ends the command *before any container is created*, naming each image,
-   its registry, the variable that sets it and the reason.
+1. **Pull** what the engine lacks (:mod:`.pull`): no time limit of its own, a progress line
+   per image, a retry for transient errors, and a refusal naming every image that cannot be
+   pulled before any container is created.
 2. **Start and wait** (``compose up -d --wait``): ``--timeout`` covers only this health
    wait. While it runs, each service's state change is printed (starting, healthy, failed),
    with a summary line at least every 5 s; when it fails, only the services that failed are
@@ -24,249 +22,27 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import output
 from ..errors import ToolkitError
 from ..prepare import certs
-from ..stack import compose
-from ..stack.compose import Model
+from ..stack import compose, ports
+from ..stack.model import Model
 from ..system import engine as enginelib
 from ..system import fsutil, runner
-from . import health
+from ..system.retry import poll
+from . import health, pull
+from .pull import HEARTBEAT_SECONDS
 
 #: How long ``up`` waits, once Compose reports every container healthy, for Traefik to route
 #: to them: it applies a container's route only after the container turns healthy, batched by
 #: providersThrottleDuration (2 s). Without this, `invoke health` right after `invoke up`
 #: could see a 404 for the last service to become healthy (found by the e2e suite).
 ROUTE_SETTLE_SECONDS = 5.0
-#: Longest silence while pulling or waiting before a summary line is printed.
-HEARTBEAT_SECONDS = 4.0
 #: How often the per-service state is polled during the health wait.
 POLL_SECONDS = 2.0
-PULL_ATTEMPTS = 3
-#: Errors worth a retry: the network or the registry hiccuped, the image itself is fine.
-_TRANSIENT = re.compile(r"(?i)timeout|timed out|connection reset|broken pipe|unexpected EOF|\bEOF$|temporar|"
-                        r"TLS handshake|status(?: code)?:? 50[0234]|\b50[234] (?:bad gateway|service unavail|"
-                        r"gateway time)|internal server error|too many requests|toomanyrequests|i/o error")
 COMPAT_FILE = ".readiness/compat/engine-before-25.yml"
-
-
-def compose_args(model: Model, *args: str, extra: list[Path] | None = None) -> list[str]:
-    assert model.cli is not None
-    return compose.command(model.cli.argv, model.project_dir, *args, extra_files=extra or [])
-
-
-def engine_hint(stderr: str) -> str | None:
-    if "Cannot connect to the Docker daemon" in stderr or "docker daemon running" in stderr:
-        return enginelib.unreachable_fix(None)
-    return None
-
-
-# ------------------------------------------------------------------ phase 1: pull
-
-
-@dataclass(frozen=True)
-class Image:
-    """An image the stack uses: its reference, the services that use it, the variable naming it."""
-
-    ref: str
-    services: tuple[str, ...]
-    variable: str | None
-
-    @property
-    def registry(self) -> str:
-        first = self.ref.split("/", 1)[0]
-        return first if "/" in self.ref and ("." in first or ":" in first or first == "localhost") else "docker.io"
-
-
-def images(model: Model) -> list[Image]:
-    """Every image the stack pulls (not built), with the ``*_IMAGE`` variable that sets it."""
-    raw = compose.raw_services(model.project_dir)
-    by_ref: dict[str, list[str]] = {}
-    variables: dict[str, str] = {}
-    for svc, spec in sorted(model.services.items()):
-        ref = spec.get("image")
-        if not ref or spec.get("build"):
-            continue
-        by_ref.setdefault(str(ref), []).append(svc)
-        m = re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", str(raw.get(svc, ("", {}))[1].get("image", "")))
-        if m:
-            variables.setdefault(str(ref), m.group(1))
-    return [Image(ref, tuple(svcs), variables.get(ref)) for ref, svcs in sorted(by_ref.items())]
-
-
-def missing_images(wanted: list[Image]) -> list[Image]:
-    """The images the engine does not have (one ``docker image inspect``)."""
-    if not wanted:
-        return []
-    res = runner.run(["docker", "image", "inspect", "--format", "{{.Id}}", *(i.ref for i in wanted)], timeout=60)
-    if res.ok:
-        return []
-    hint = engine_hint(res.stderr)
-    if hint:
-        raise ToolkitError(f"the Docker engine does not answer: {res.stderr.strip().splitlines()[-1]}", fix=hint)
-    absent = set(re.findall(r"No such image: (\S+)", res.stderr))
-    return [i for i in wanted if i.ref in absent or _normal(i.ref) in {_normal(a) for a in absent}]
-
-
-def _normal(ref: str) -> str:
-    return ref.removeprefix("docker.io/").removeprefix("library/")
-
-
-@dataclass
-class _Pull:
-    image: Image
-    layers: dict[str, tuple[int, int]] = field(default_factory=dict)  # layer -> (current, total)
-    state: str = "waiting"
-    error: str = ""
-    started: float = field(default_factory=time.monotonic)
-    done_bytes: int = 0
-
-    @property
-    def current(self) -> int:
-        return sum(c for c, _ in self.layers.values())
-
-    @property
-    def total(self) -> int:
-        return sum(t for _, t in self.layers.values())
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
-class PullProgress:
-    """Turns Compose's JSON pull events into one line per image, never silent for long."""
-
-    def __init__(self, wanted: list[Image], say: Callable[[str], None]) -> None:
-        self.say = say
-        self.pulls = {svc: _Pull(img) for img in wanted for svc in img.services[:1]}
-        self.by_service = {svc: img.services[0] for img in wanted for svc in img.services}
-        self.last_line = time.monotonic()
-        self.last_report: dict[str, float] = {}
-
-    def event(self, line: str) -> None:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            return
-        if not isinstance(ev, dict):
-            return
-        svc = self.by_service.get(str(ev.get("parent_id") or ev.get("id") or ""))
-        pull = self.pulls.get(svc or "")
-        if pull is None:
-            return
-        text = str(ev.get("text", ""))
-        if ev.get("parent_id"):
-            if "current" in ev or "total" in ev:
-                pull.layers[str(ev["id"])] = (int(ev.get("current") or 0), int(ev.get("total") or 0))
-            if text in ("Pull complete", "Already exists", "Download complete"):
-                cur, tot = pull.layers.get(str(ev["id"]), (0, 0))
-                pull.layers[str(ev["id"])] = (max(cur, tot), tot)
-            pull.state = "pulling"
-            self._maybe_report(svc or "", pull)
-        elif text == "Pulling":
-            pull.state, pull.started = "pulling", time.monotonic()
-        elif text == "Pulled" and pull.state != "done":
-            pull.state = "done"
-            took = time.monotonic() - pull.started
-            size = f"{_size(pull.total)} in " if pull.total else ""
-            self._line(f"{pull.image.ref}: done ({size}{took:.0f} s)")
-        elif text == "Error":
-            pull.state, pull.error = "failed", str(ev.get("status", "")).strip()
-            self._line(f"{pull.image.ref}: failed: {pull.error}")
-
-    def _maybe_report(self, svc: str, pull: _Pull) -> None:
-        now = time.monotonic()
-        if now - self.last_report.get(svc, 0) < 2.0 or not pull.current:
-            return
-        self.last_report[svc] = now
-        rate = pull.current / max(now - pull.started, 0.001)
-        total = f" / {_size(pull.total)}" if pull.total else ""
-        self._line(f"{pull.image.ref}: {_size(pull.current)}{total}, {_size(rate)}/s")
-
-    def tick(self) -> None:
-        """Called when nothing was printed for a while: one summary line."""
-        if time.monotonic() - self.last_line < HEARTBEAT_SECONDS:
-            return
-        done = sum(p.state == "done" for p in self.pulls.values())
-        waiting = [p.image.ref for p in self.pulls.values() if p.state in ("waiting", "pulling")]
-        self._line(f"{done} of {len(self.pulls)} images done; still pulling: {', '.join(waiting) or '-'}")
-
-    def _line(self, text: str) -> None:
-        self.say(text)
-        self.last_line = time.monotonic()
-
-    def failed(self) -> list[_Pull]:
-        """Pulls that reported an error or never reported success."""
-        return [p for p in self.pulls.values() if p.state != "done"]
-
-
-def pull(model: Model, wanted: list[Image]) -> list[Image]:
-    """Pull ``wanted`` with live progress and retries; raises naming every image that failed.
-
-    Whether an image arrived is asked of the engine afterwards (the JSON events only give the
-    reasons): an image is retried, up to ``PULL_ATTEMPTS`` times, only when its error looks
-    transient; every other failure is final at once.
-    """
-    if not wanted:
-        return []
-    out = output.current()
-    out.say("up", f"pulling {len(wanted)} image(s) the engine does not have: {', '.join(i.ref for i in wanted)}")
-    todo: list[Image] = list(wanted)
-    final: list[tuple[Image, str]] = []
-    for attempt in range(1, PULL_ATTEMPTS + 1):
-        progress = PullProgress(todo, lambda text: out.say("pull", text))
-        services = [img.services[0] for img in todo]
-        with runner.Lines(compose_args(model, "--progress", "json", "pull", "--ignore-pull-failures", *services),
-                          cwd=model.project_dir) as proc:
-            while True:
-                finished, line = proc.next(timeout=1.0)
-                if finished:
-                    break
-                if line is not None:
-                    progress.event(line)
-                progress.tick()
-            res = proc.result()
-        reasons = {p.image.ref: p.error for p in progress.pulls.values() if p.error}
-        still = missing_images(todo)
-        if still and not reasons and not res.ok:  # compose itself failed (engine gone, bad flags)
-            raise ToolkitError(f"docker compose pull failed: {(res.stdout.strip().splitlines() or ['?'])[-1]}",
-                               fix=engine_hint(res.stdout) or "see the message above")
-        retry = [img for img in still if _TRANSIENT.search(reasons.get(img.ref, ""))]
-        final += [(img, reasons.get(img.ref) or "not pulled") for img in still if img not in retry]
-        if not retry:
-            break
-        if attempt == PULL_ATTEMPTS:
-            final += [(img, reasons[img.ref]) for img in retry]
-            break
-        out.say("pull", f"transient error, retrying {len(retry)} image(s) in {2 * attempt} s "
-                        f"(attempt {attempt + 1} of {PULL_ATTEMPTS})")
-        time.sleep(2 * attempt)
-        todo = retry
-    if final:
-        raise pull_error(final)
-    return wanted
-
-
-def pull_error(failed: list[tuple[Image, str]]) -> ToolkitError:
-    lines = []
-    for img, reason in sorted(failed, key=lambda x: x[0].ref):
-        var = f", set by {img.variable}" if img.variable else ""
-        lines.append(f"  {img.ref} (registry {img.registry}{var}; services {', '.join(img.services)}): {reason}")
-    variables = sorted({i.variable for i, _ in failed if i.variable})
-    return ToolkitError(
-        f"{len(failed)} image(s) cannot be pulled, so nothing was started:\n" + "\n".join(lines),
-        where=".env (" + ", ".join(variables) + ")" if variables else None,
-        fix="check each image name and tag in .env (compare with .env.example); for a private registry run "
-            "`docker login <registry>`; behind a firewall configure a registry mirror (`registry-mirrors` in "
-            "the engine's daemon.json); then `invoke up` again")
 
 
 # ------------------------------------------------------------------ phase 2: start and wait
@@ -405,7 +181,7 @@ def started_services(before: dict[str, dict], after: dict[str, dict]) -> set[str
 def up(model: Model, engine: enginelib.Engine, timeout: int) -> set[str]:
     """Pull what is missing, then start and wait; returns the services it (re)started."""
     try:
-        pull(model, missing_images(images(model)))
+        pull.pull(model, pull.missing_images(pull.images(model)))
         return _start_and_wait(model, engine, timeout)
     except KeyboardInterrupt:
         running = sorted(svc for svc, c in _states(model).items() if c.get("State") == "running")
@@ -419,8 +195,8 @@ def _start_and_wait(model: Model, engine: enginelib.Engine, timeout: int) -> set
     out = output.current()
     before = _states(model)
     out.say("up", f"starting {len(model.services)} services and waiting up to {timeout} s for them to be healthy")
-    args = compose_args(model, "up", "-d", "--wait", "--wait-timeout", str(timeout),
-                    extra=compat_files(model, engine))
+    args = compose.command_for(model, "up", "-d", "--wait", "--wait-timeout", str(timeout),
+                    extra_files=compat_files(model, engine))
     progress = WaitProgress(model, lambda text, style: out.say("up", text, style))
     deadline = time.monotonic() + timeout + 300  # Compose enforces --wait-timeout; this only guards a hang
     poller = StatePoller(model)
@@ -444,7 +220,7 @@ def _start_and_wait(model: Model, engine: enginelib.Engine, timeout: int) -> set
     progress.update(after)
     if res.ok:
         started = started_services(before, after)
-        gateway = {svc for svc in model.services if health.published_port(model, svc, 443)}
+        gateway = {svc for svc in model.services if ports.published_port(model, svc, 443)}
         if started:
             out.say("up", f"every container is healthy; checking that Traefik routes to the {len(started)} "
                           "service(s) that (re)started")
@@ -453,7 +229,7 @@ def _start_and_wait(model: Model, engine: enginelib.Engine, timeout: int) -> set
         elif started:
             settle_routes(model, services=started)
         return started
-    hint = engine_hint(res.stdout)
+    hint = enginelib.unreachable_hint(res.stdout)
     if hint:
         raise ToolkitError(f"docker compose up failed: {res.stdout.strip().splitlines()[-1]}", fix=hint)
     details, waiting = diagnose(model, after)
@@ -482,7 +258,7 @@ def diagnose(model: Model, states: dict[str, dict] | None = None, log_lines: int
         failed.append(c)
 
     def paragraph(c: health.Check) -> str:
-        logs = runner.run(compose_args(model, "logs", "--no-color", "--tail", str(log_lines), c.service),
+        logs = runner.run(compose.command_for(model, "logs", "--no-color", "--tail", str(log_lines), c.service),
                           cwd=model.project_dir, timeout=60)
         tail = "\n".join("      " + line for line in (logs.stdout or logs.stderr).strip().splitlines()[-log_lines:])
         return f"  {c.service}: {c.detail}\n    last log lines:\n{tail or '      (none)'}"
@@ -508,33 +284,41 @@ def settle_routes(model: Model, timeout: float = ROUTE_SETTLE_SECONDS,
     but has no route yet" is waited for; a refused connection or a TLS error is not. A line
     names what is still waited for every few seconds (progress, like the rest of ``up``).
     """
+    from tenacity import wait_fixed
+
     ca = certs.root_ca(model)
     pending = [ep for ep in health.endpoints(model)
                if ep.kind == "https" and (services is None or ep.service in services)]
-    deadline = time.monotonic() + timeout
     last: dict[str, health.Check] = {}
     said = time.monotonic()
-    while pending:
+
+    def attempt() -> list[health.Endpoint]:
+        """Probe what is still pending; returns what Traefik does not route yet."""
+        nonlocal pending
         with ThreadPoolExecutor(max_workers=len(pending)) as pool:
             checks = list(pool.map(lambda ep: health.probe(ep, ca, timeout=2.0), pending))
         last.update((c.target, c) for c in checks)
         pending = [ep for ep, c in zip(pending, checks, strict=True) if _not_routed_yet(c)]
-        if not pending or time.monotonic() >= deadline:
-            break
+        return pending
+
+    def progress(waiting: list[health.Endpoint], _attempt: int, _seconds: float) -> None:
+        nonlocal said
         if time.monotonic() - said >= 2.5:
-            waiting = ", ".join(sorted({ep.service for ep in pending}))
-            output.current().say("up", f"waiting for Traefik to route {waiting}")
+            names = ", ".join(sorted({ep.service for ep in waiting}))
+            output.current().say("up", f"waiting for Traefik to route {names}")
             said = time.monotonic()
-        time.sleep(0.2)
+
+    if pending:
+        poll(attempt, lambda waiting: not waiting, wait=wait_fixed(0.2), timeout=timeout, before_wait=progress)
     return sorted((c for c in last.values() if not c.ok), key=health.Check.sort_key)
 
 
 def down(model: Model, volumes: bool) -> None:
     args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
-    res = runner.run(compose_args(model, *args), cwd=model.project_dir, timeout=300)
+    res = runner.run(compose.command_for(model, *args), cwd=model.project_dir, timeout=300)
     if not res.ok:
         raise ToolkitError(f"docker compose down failed: {res.stderr.strip()}",
-                           fix=engine_hint(res.stderr) or "see the message above")
+                           fix=enginelib.unreachable_hint(res.stderr) or "see the message above")
 
 
 def logs(model: Model, service: str, tail: int, follow: bool) -> int:
@@ -544,4 +328,4 @@ def logs(model: Model, service: str, tail: int, follow: bool) -> int:
                            fix=f"choose one of: all, {', '.join(sorted(model.services))}", code=output.EXIT_USAGE)
     args = ["logs", "--no-color", "--tail", str(tail), *(["--follow"] if follow else [])]
     args += [service] if service else []
-    return runner.stream(compose_args(model, *args), cwd=model.project_dir)
+    return runner.stream(compose.command_for(model, *args), cwd=model.project_dir)

@@ -14,8 +14,8 @@ from typing import Any
 
 from ..prepare import certs
 from ..prepare import secrets as secretslib
-from ..stack.compose import Model
-from . import health
+from ..stack import ports
+from ..stack.model import Model
 
 TRUST = {
     "command": "mkcert -install",
@@ -47,7 +47,7 @@ def _user(model: Model, login: dict[str, Any]) -> str | None:
 
 def describe(model: Model) -> dict[str, Any]:
     """The ``--json`` document of ``invoke urls`` (schemas/urls.schema.json)."""
-    address, port = health.https_entry(model)
+    address, port = ports.https_entry(model)
     services = []
     for svc, routers in sorted(model.routers.items()):
         login = model.x(svc).get("login") or {}
@@ -55,7 +55,7 @@ def describe(model: Model) -> dict[str, Any]:
         hosts = sorted({h for hs in routers.values() for h in hs})
         services.append({
             "service": svc,
-            "urls": [health.https_url(h, port, path if i == 0 else "/") for i, h in enumerate(hosts)],
+            "urls": [ports.https_url(h, port, path if i == 0 else "/") for i, h in enumerate(hosts)],
             "user": _user(model, login),
             "password_file": _secret_file(model, login.get("secret")),
         })
@@ -65,7 +65,7 @@ def describe(model: Model) -> dict[str, Any]:
         if not connect.get("url"):
             continue
         target = int(connect.get("port") or (model.x(svc).get("health") or {}).get("tcp") or 0)
-        found = health.published_port(model, svc, target)
+        found = ports.published_port(model, svc, target)
         if not found:
             continue
         host = f"[{found[0]}]" if ":" in found[0] else found[0]

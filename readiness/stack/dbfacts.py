@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .compose import Model
+from .model import Model
 
 #: Environment variables that hold a Patroni member's DCS endpoints (Spilo's and Patroni's).
 DCS_VARIABLES = ("ETCD3_HOSTS", "ETCD3_HOST", "ETCD_HOSTS", "ETCD_HOST", "PATRONI_ETCD3_HOSTS",

@@ -22,6 +22,7 @@ project with any of them.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -30,12 +31,35 @@ from typing import Any
 
 import yaml
 
-try:
-    _Loader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - pyyaml built without libyaml
-    _Loader = yaml.SafeLoader
-
+#: The root compose file of a project.
+COMPOSE_FILE = "docker-compose.yml"
 MAX_FILES = 500
+
+try:  # libyaml's C loader is ~10x faster on the rendered model
+    LOADER: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - pyyaml built without libyaml
+    LOADER = yaml.SafeLoader
+
+
+def load_yaml(text: str) -> Any:
+    """Plain data from YAML text (safe loading, libyaml's C loader when PyYAML has it): the one
+    YAML loader of the toolkit, for the compose files as written and for Compose's render."""
+    return yaml.load(text, Loader=LOADER)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(data: bytes) -> dict[str, Any] | None:
+    """A compose file's bytes as a YAML mapping (None when they are not one), parsed once per
+    process for each content: the files are read again on every walk (cheap), parsed only when
+    their bytes are new, so an edited file is never served stale, whatever its mtime says.
+    The mapping is shared between callers: they read it and never change it."""
+    try:
+        loaded = load_yaml(data.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return None  # Compose reports it; the bytes still count
+    return loaded if isinstance(loaded, dict) else None
+
+
 #: What Compose's remote resource loaders accept (a URL, or git's scp-like ``user@host:path``).
 _REMOTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|[\w.+-]+@[\w.-]+:)")
 
@@ -110,13 +134,7 @@ class _Walk:
 
     @staticmethod
     def _load(data: bytes | None) -> dict[str, Any] | None:
-        if data is None:
-            return None
-        try:
-            loaded = yaml.load(data.decode("utf-8"), Loader=_Loader)
-        except (UnicodeDecodeError, yaml.YAMLError):
-            return None  # Compose reports it; the bytes still count
-        return loaded if isinstance(loaded, dict) else None
+        return None if data is None else _parsed(data)
 
     def _follow(self, path: Path, doc: dict[str, Any], workdir: Path) -> None:
         for item in doc.get("include") or []:
@@ -161,3 +179,39 @@ def graph(files: list[Path], base: Path | None = None, *, service_refs: bool = T
 def walk(files: list[Path], *, service_refs: bool = True) -> list[Source]:
     """The compose files (and, with ``service_refs``, the env and label files) reachable from ``files``."""
     return graph(files, service_refs=service_refs).sources
+
+
+def raw_services(project_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Service -> (file relative to the project, its definition as written, uninterpolated).
+
+    Compose's rendered model forgets which file a service came from and has already
+    replaced ``$VAR``; findings about what the user *wrote* (an unescaped ``$VAR``, the
+    variable that sets an image or a port) need both, so the root file and its ``include:``
+    entries are read as text. Called by many checks of one run: each file is parsed once
+    for each content it has (:func:`_parsed`).
+    """
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for source in walk([project_dir / COMPOSE_FILE], service_refs=False):
+        if source.doc is None:
+            continue
+        path = source.path
+        rel = str(path.relative_to(project_dir)) if project_dir in path.parents else str(path)
+        for svc, spec in (source.doc.get("services") or {}).items():
+            out.setdefault(str(svc), (rel, spec if isinstance(spec, dict) else {}))
+    return out
+
+
+#: The variable an ``image:`` is written with: ``${SPILO_IMAGE:-ghcr.io/...}`` -> SPILO_IMAGE.
+_IMAGE_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def image_variables(project_dir: Path) -> dict[str, str]:
+    """Service -> the variable its ``image:`` is written with (the ``*_IMAGE`` variable of
+    ``.env`` that sets it), from the files as written; a service whose image names no variable
+    is left out."""
+    out: dict[str, str] = {}
+    for svc, (_, spec) in raw_services(project_dir).items():
+        m = _IMAGE_VARIABLE.search(str(spec.get("image") or ""))
+        if m:
+            out[svc] = m.group(1)
+    return out

@@ -315,6 +315,14 @@ def unreachable_fix(docker_host: str | None) -> str:
             "`systemctl --user start docker`; macOS/WSL2: start Docker Desktop), then check with `docker info`")
 
 
+def unreachable_hint(output: str) -> str | None:
+    """How to start the engine, when a docker or Compose command's ``output`` says it does not
+    answer; None for any other failure."""
+    if "Cannot connect to the Docker daemon" in output or "docker daemon running" in output:
+        return unreachable_fix(None)
+    return None
+
+
 _CACHE: dict[tuple[str | None, str | None], Engine] = {}
 
 

@@ -106,13 +106,16 @@ def _name_fd(fd: int, path: Path) -> None:
         os.close(dfd)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync(path: Path) -> None:
+    """Flush a file, or a directory's entries (after a rename or link in it), to the disk; a
+    filesystem that cannot is left as it is (the write itself already succeeded)."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
     with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY)
+        fd = os.open(path, flags)
         try:
-            os.fsync(dfd)
+            os.fsync(fd)
         finally:
-            os.close(dfd)
+            os.close(fd)
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, owner: tuple[int, int] | None = None) -> None:
@@ -142,7 +145,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, owner: tuple[int
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(path.parent)
+        fsync(path.parent)
     except OSError as exc:
         raise _fail(path, exc, "write") from None
 
@@ -163,7 +166,7 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> bool:
                 return False
             finally:
                 os.close(fd)
-            _fsync_dir(path.parent)
+            fsync(path.parent)
             return True
         tmp = _write_temp(path, data, mode)
         try:
@@ -175,7 +178,7 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> bool:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if created:
-            _fsync_dir(path.parent)
+            fsync(path.parent)
         return created
     except OSError as exc:
         raise _fail(path, exc, "create") from None

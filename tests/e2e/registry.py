@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -153,14 +152,9 @@ class ThrottledProxy:
 
 def image_variables(root: Path) -> dict[str, str]:
     """Service -> the ``*_IMAGE`` variable its ``image:`` is written with (the shipped files, as written)."""
-    from readiness.stack import compose
+    from readiness.stack import sources
 
-    out = {}
-    for svc, (_, spec) in compose.raw_services(root).items():
-        m = re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", str(spec.get("image", "")))
-        if m:
-            out[svc] = m.group(1)
-    return out
+    return sources.image_variables(root)
 
 
 def publish(stack: Stack, address: str, nonce: str | None = None) -> dict[str, str]:

@@ -35,7 +35,7 @@ from readiness.preflight import check_compose, check_secrets, findings
 from readiness.preflight.facts import Facts
 from readiness.prepare import secrets as secretslib
 from readiness.stack import envfile
-from readiness.stack.compose import Model
+from readiness.stack.model import Model
 from readiness.system import engine as enginelib
 
 from .support import LEDGER

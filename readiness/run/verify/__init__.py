@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ...errors import ToolkitError
-from ...stack.compose import Model
+from ...stack.model import Model
 from . import data, web  # noqa: F401 - the probes register themselves
 from .core import PROBES, Context, Verdict, as_doc, describe
 

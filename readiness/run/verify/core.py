@@ -22,8 +22,8 @@ from typing import Any
 
 from ...errors import ToolkitError
 from ...prepare import secrets as secretslib
-from ...stack import compose
-from ...stack.compose import Model
+from ...stack import compose, ports
+from ...stack.model import Model
 from ...system import runner
 from .. import httpclient
 
@@ -94,15 +94,11 @@ class Context:
 
     @cached_property
     def https_entry(self) -> tuple[str, int]:
-        from ..health import https_entry
-
-        return https_entry(self.model)
+        return ports.https_entry(self.model)
 
     def url(self, host: str, path: str = "/") -> str:
         """The URL a user types for ``host`` (the port only when it is not 443)."""
-        from ..health import https_url
-
-        return https_url(host, self.https_entry[1], path)
+        return ports.https_url(host, self.https_entry[1], path)
 
     @cached_property
     def http(self):
@@ -124,9 +120,7 @@ class Context:
         return hosts[0]
 
     def published(self, service: str, container_port: int) -> tuple[str, int]:
-        from ..health import published_port
-
-        found = published_port(self.model, service, container_port)
+        found = ports.published_port(self.model, service, container_port)
         if not found:
             raise Failed(f"{service} publishes no host port for container port {container_port}",
                          fix=f"publish it in {service}'s `ports:` (on 127.0.0.1)")

@@ -9,9 +9,9 @@ from inside their own containers (``docker compose exec``), with the tools their
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
+from ...system.retry import poll
 from .core import TIMEOUT, Context, Failed, Verdict, expect, probe, probe_each
 
 
@@ -77,18 +77,21 @@ def patroni(ctx: Context, services: list[str]) -> list[Verdict]:
     """Patroni's REST API (patroni.readthedocs.io, "Patroni REST API": ``GET /cluster``),
     asked inside a member (the API is not published): exactly one leader, running; every
     other member of the stack a replica in state ``streaming``, with its replication lag."""
+    from tenacity import wait_fixed
+
     members = {svc: str(ctx.model.services[svc].get("hostname") or svc) for svc in services}
-    deadline = time.monotonic() + SETTLE
-    while True:
+
+    def look() -> tuple[dict[str, Any], list[str], dict[str, Any], list[str], list[Any]]:
+        """(cluster document, errors, members by name, leaders, replicas still settling)."""
         doc, errors = _cluster(ctx, services)
         view = {m.get("name"): m for m in doc.get("members") or []}
         leaders = [name for name, m in view.items() if m.get("role") in ("leader", "standby_leader")]
         # A replica that has just started is "running" or "starting" for a moment before it
         # streams (right after `invoke up`): the state that must hold is waited for, briefly.
         settling = [m for name, m in view.items() if name not in leaders and m.get("state") in TRANSIENT]
-        if not settling or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+        return doc, errors, view, leaders, settling
+
+    doc, errors, view, leaders, _ = poll(look, lambda seen: not seen[4], wait=wait_fixed(0.5), timeout=SETTLE)
     out = []
     for svc, name in sorted(members.items()):
         def role(name: str = name, svc: str = svc) -> str:

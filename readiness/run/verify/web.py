@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from ...stack import ports
+from ...system.retry import poll
 from .core import TIMEOUT, Context, Failed, Verdict, expect, probe, probe_each, short
 
 #: Traefik's own answer when no router matches a request (and so not a backend's 404).
@@ -74,9 +76,7 @@ def traefik(ctx: Context, services: list[str]) -> list[Verdict]:
 
 
 def _publishes(ctx: Context, service: str, port: int) -> bool:
-    from ..health import published_port
-
-    return published_port(ctx.model, service, port) is not None
+    return ports.published_port(ctx.model, service, port) is not None
 
 
 @probe_each("keycloak", "OIDC discovery, and an admin token by password grant")
@@ -374,6 +374,8 @@ def loki(ctx: Context, svc: str) -> list[Verdict]:
     host = ctx.host(svc)
 
     def roundtrip() -> str:
+        from tenacity import wait_fixed
+
         auth = ctx.login(svc)
         now = time.time_ns()
         line = f"{ctx.name()} {now}"
@@ -383,16 +385,15 @@ def loki(ctx: Context, svc: str) -> list[Verdict]:
                              data=json.dumps({"streams": [{"stream": stream, "values": [[str(now), line]]}]}),
                              headers={"Content-Type": "application/json"})
         expect(resp.status_code in (200, 204), f"push: {_answer(resp)}")
-        deadline, seen = time.monotonic() + TIMEOUT, []
-        while True:
+
+        def query() -> list[str]:
             resp = ctx.http.get(ctx.url(host, "/loki/api/v1/query_range"), auth=auth, timeout=TIMEOUT,
                                 params={"query": selector, "start": str(now - 60 * 10**9),
                                         "end": str(time.time_ns() + 10**9), "limit": "10"})
             expect(resp.status_code == 200, f"query: {_answer(resp)}")
-            seen = [v[1] for s in _json(resp, "query").get("data", {}).get("result", []) for v in s["values"]]
-            if line in seen or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+            return [v[1] for s in _json(resp, "query").get("data", {}).get("result", []) for v in s["values"]]
+
+        seen = poll(query, lambda lines: line in lines, wait=wait_fixed(0.2), timeout=TIMEOUT)
         expect(line in seen, f"pushed line not found by {selector} within {TIMEOUT:.0f} s "
                f"({len(seen)} other lines)", f"Loki accepted the push but did not store it: `invoke logs {svc}` "
                "(ingester, disk space in its data directory)")
