@@ -101,7 +101,7 @@ def _create_env_for_engine(project: Path) -> tuple[list[str], list[str]]:
     text = example.read_text(encoding="utf-8")
     chosen: list[str] = []
     reasons: list[str] = []
-    if engine.kind == enginelib.ROOTLESS:
+    if engine.kind == enginelib.Kind.ROOTLESS:
         names = set(portslib.port_variables(project).values())
         text, ports = publishable_ports(text, names, enginelib.unprivileged_port_start(engine))
         if ports:

@@ -29,7 +29,7 @@ def engine_of(kind: str, *, client_os: str = "Linux", options: tuple[str, ...] =
     doc = {"ServerVersion": "26.1.5", "KernelVersion": "6.1.0", "OperatingSystem": "Debian GNU/Linux 12",
            "Architecture": "x86_64", "NCPU": 4, "MemTotal": 8 * 1024 ** 3, "DockerRootDir": "/var/lib/docker",
            "SecurityOptions": list(options)}
-    if kind == enginelib.DESKTOP:
+    if kind == enginelib.Kind.DESKTOP:
         doc.update(OperatingSystem="Docker Desktop", Name="docker-desktop", KernelVersion="6.10.14-linuxkit")
     return enginelib.parse_info(doc, docker_host=None, local_kernel=doc["KernelVersion"], local_uid=1000,
                                 client_os=client_os)
@@ -42,7 +42,7 @@ def mini_model(mini):
 
 
 def test_desktop_file_sharing(mini_model, tmp_path):
-    facts = Facts(engine=engine_of(enginelib.DESKTOP, client_os="Darwin"))
+    facts = Facts(engine=engine_of(enginelib.Kind.DESKTOP, client_os="Darwin"))
     facts.desktop_shares = ("settings-store.json", ["/Users", "/Volumes"])
     [f] = check_host.check_desktop_sharing(mini_model, facts)
     assert f.id == "desktop.file-sharing" and f.severity == "error" and str(mini_model.project_dir) in f.message
@@ -63,12 +63,12 @@ def test_desktop_file_sharing(mini_model, tmp_path):
 
 
 def test_selinux_without_relabel(mini_model):
-    engine = engine_of(enginelib.ROOTFUL, options=("name=seccomp,profile=builtin", "name=selinux"))
+    engine = engine_of(enginelib.Kind.ROOTFUL, options=("name=seccomp,profile=builtin", "name=selinux"))
     facts = Facts(engine=engine, selinux_enforcing=hostfacts.selinux_enforcing("1\n"))
     [f] = check_host.check_selinux(mini_model, facts)
     assert f.id == "host.selinux-relabel" and f.service == "web" and "data/web" in f.message and ":z" in f.fix
     assert check_host.check_selinux(mini_model, Facts(engine=engine, selinux_enforcing=False)) == []
-    no_labels = engine_of(enginelib.ROOTFUL, options=("name=seccomp,profile=builtin",))
+    no_labels = engine_of(enginelib.Kind.ROOTFUL, options=("name=seccomp,profile=builtin",))
     assert check_host.check_selinux(mini_model, Facts(engine=no_labels, selinux_enforcing=True)) == []
     for vol in mini_model.services["web"]["volumes"]:  # with the relabel option Compose renders
         vol.setdefault("bind", {})["selinux"] = "z"
@@ -79,7 +79,7 @@ def test_selinux_without_relabel(mini_model):
 def test_wsl_project_on_a_windows_drive(mini_model):
     wsl = hostfacts.is_wsl("5.15.153.1-microsoft-standard-WSL2", None)
     assert wsl and not hostfacts.is_wsl("6.1.0-18-amd64", "Linux version 6.1.0-18-amd64 (debian-kernel@...)")
-    facts = Facts(engine=engine_of(enginelib.ROOTFUL), wsl=wsl)
+    facts = Facts(engine=engine_of(enginelib.Kind.ROOTFUL), wsl=wsl)
     assert check_host.check_wsl_drive(mini_model, facts) == []  # this copy is not on /mnt/c
     mini_model.project_dir = Path("/mnt/c/Users/me/infra-core")
     [f] = check_host.check_wsl_drive(mini_model, facts)
@@ -139,7 +139,7 @@ def test_external_network_driver_and_scope(mini_model):
     """Drivers this engine cannot create (macvlan, ipvlan: "operation not supported" here) and the
     swarm scope; the internal bridge is injected for real in test_preflight_findings."""
     name = next(iter(networks.external(mini_model)))
-    facts = Facts(engine=engine_of(enginelib.ROOTFUL))
+    facts = Facts(engine=engine_of(enginelib.Kind.ROOTFUL))
     cases = (({"driver": "macvlan", "scope": "local", "internal": "false"}, ["driver macvlan"]),
              ({"driver": "overlay", "scope": "swarm", "internal": "false"}, ["driver overlay", "scope swarm"]))
     for net, words in cases:

@@ -39,7 +39,7 @@ def check_engine(model: Model, facts: Facts) -> list[Finding]:
                 f"Docker Engine {engine.version_text} predates 25: `invoke up` drops healthcheck.start_interval "
                 f"for {', '.join(users)}, so each first probe waits a whole interval (a slower first boot)",
                 "upgrade the engine to Docker 25 or newer (Debian: docker.io from trixie, or Docker's packages)"))
-    if engine.kind == enginelib.REMOTE:
+    if engine.kind == enginelib.Kind.REMOTE:
         out.append(Finding(
             "engine.remote", WARNING,
             f"the engine ({engine.name}, kernel {engine.kernel}) is not on this machine: bind-mount sources, owners "
@@ -114,11 +114,11 @@ def check_ulimits(model: Model, facts: Facts, files: dict[str, str]) -> list[Fin
 
 def sysctl_fix(engine: Engine | None, name: str, value: int) -> str:
     """Where to set a kernel setting for the kernel this engine's containers run on."""
-    if engine is not None and engine.kind == enginelib.DESKTOP:
+    if engine is not None and engine.kind == enginelib.Kind.DESKTOP:
         return (f"Docker Desktop runs containers in its own VM: on WSL2 run `wsl -d docker-desktop sysctl -w "
                 f"{name}={value}` in PowerShell; on macOS `docker run --rm --privileged --pid=host alpine nsenter -t 1 "
                 f"-m -u -n -i sysctl -w {name}={value}`; both are lost when Desktop restarts (runbook §1.2/§1.3)")
-    if engine is not None and engine.kind == enginelib.REMOTE:
+    if engine is not None and engine.kind == enginelib.Kind.REMOTE:
         return f"on the engine's machine ({engine.name}): `sudo sysctl -w {name}={value}` (persist in /etc/sysctl.d/)"
     return f"sudo sysctl -w {name}={value} (persist it in /etc/sysctl.d/99-infra.conf)"
 

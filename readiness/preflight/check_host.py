@@ -36,7 +36,7 @@ def check_platform(model: Model, facts: Facts) -> list[Finding]:
         if image.os in ("", "linux") and image.arch == want:
             continue
         emulated = image.os in ("", "linux") and (
-            engine.kind == enginelib.DESKTOP or (engine.local and hostfacts.can_emulate(image.arch, facts.binfmt)))
+            engine.kind == enginelib.Kind.DESKTOP or (engine.local and hostfacts.can_emulate(image.arch, facts.binfmt)))
         var = sources.image_variables(model.project_dir).get(svc)
         ref = spec.get("image")
         out.append(Finding(
@@ -71,7 +71,7 @@ def bind_sources(model: Model) -> list[tuple[str, Path, dict[str, Any]]]:
 
 def check_desktop_sharing(model: Model, facts: Facts) -> list[Finding]:
     engine = facts.engine
-    if engine is None or engine.kind != enginelib.DESKTOP or facts.desktop_shares is None or facts.wsl:
+    if engine is None or engine.kind != enginelib.Kind.DESKTOP or facts.desktop_shares is None or facts.wsl:
         return []
     settings, shares = facts.desktop_shares
     sources = bind_sources(model)

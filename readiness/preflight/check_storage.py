@@ -75,7 +75,7 @@ def read_only_binds(model: Model) -> list[tuple[str, Path, str]]:
 
 
 def check_mounts(model: Model, facts: Facts, files: dict[str, str]) -> list[Finding]:
-    if facts.engine is not None and facts.engine.kind == enginelib.REMOTE:
+    if facts.engine is not None and facts.engine.kind == enginelib.Kind.REMOTE:
         return []  # engine.remote: these paths are the other machine's
     out = []
     for svc, source, target in read_only_binds(model):

@@ -183,7 +183,7 @@ def gather(model: Model) -> Facts:
     facts.tracked_secrets = secretslib.tracked_files(model.project_dir, secret_dirs)
     facts.baked_record = baked.load(model.project_dir)
     paths = probe_paths(model, facts, baked.declarations(model))
-    local = facts.engine if facts.engine is None or facts.engine.kind != enginelib.REMOTE else None
+    local = facts.engine if facts.engine is None or facts.engine.kind != enginelib.Kind.REMOTE else None
     facts.data = datastate.probe(model.project_dir, paths, local, secretslib.helper_image(model))
     return facts
 
@@ -194,12 +194,12 @@ def gather_host(model: Model, facts: Facts) -> None:
     assert engine is not None
     if engine.local and engine.data_root:
         facts.engine_free = hostfacts.free_bytes(Path(engine.data_root))
-    if engine.kind != enginelib.REMOTE:
+    if engine.kind != enginelib.Kind.REMOTE:
         facts.data_free = [m for p in data_roots(model) if (m := hostfacts.free_bytes(p))]
     kernel = os.uname().release
     facts.wsl = hostfacts.is_wsl(kernel, hostfacts.read_text("/proc/version"))
     if engine.local:
         facts.selinux_enforcing = hostfacts.selinux_enforcing(hostfacts.read_text("/sys/fs/selinux/enforce"))
         facts.binfmt = hostfacts.binfmt_handlers()
-    if engine.kind == enginelib.DESKTOP:
+    if engine.kind == enginelib.Kind.DESKTOP:
         facts.desktop_shares = hostfacts.desktop_shares(engine.client_os, Path.home())

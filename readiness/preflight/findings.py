@@ -10,8 +10,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-ERROR = "error"
-WARNING = "warning"
+from ..enums import TextEnum
+
+
+class Severity(TextEnum):
+    """How much a finding matters: an error blocks the boot (exit 1), a warning does not."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+#: The two severities by their short names, as every check writes them.
+ERROR, WARNING = Severity.ERROR, Severity.WARNING
 _SEVERITY_ORDER = {ERROR: 0, WARNING: 1}
 
 #: Every finding id, with a one-line summary (the runbook's troubleshooting table mirrors it).
@@ -73,7 +83,7 @@ class Finding:
     """
 
     id: str
-    severity: str
+    severity: Severity
     message: str
     fix: str
     service: str = ""

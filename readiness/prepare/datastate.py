@@ -162,14 +162,14 @@ def probe(project_dir: Path, paths: Iterable[Path], engine: Engine | None, helpe
     if not pending:
         return out
     why = ""
-    if engine is None or engine.kind == enginelib.REMOTE or not helper_image:
+    if engine is None or engine.kind == enginelib.Kind.REMOTE or not helper_image:
         why = "not readable by this user, and no local engine to look through"
     else:
         mounts = [(path, f"/mnt/{i}") for i, (path, _) in enumerate(pending)]
         try:
             # userns-remap: in the host's user namespace, so that files of unmapped owners can be read too
             res = enginelib.helper(helper_image, helper_script(len(pending)), mounts, caps=("DAC_READ_SEARCH",),
-                                   timeout=120, check=False, host_userns=engine.kind == enginelib.USERNS,
+                                   timeout=120, check=False, host_userns=engine.kind == enginelib.Kind.USERNS,
                                    readonly=True)
         except ToolkitError as exc:
             res, why = None, exc.message

@@ -319,7 +319,7 @@ def _set_owners(model: Model, engine: Engine, fixes: list[tuple[DataDir, Path]])
     # Rootful and rootless engines map the container ids themselves; a userns-remap engine's
     # containers cannot chown the user's directory (its owner is not in the remapped range),
     # so the helper runs in the host's user namespace and is given the host ids.
-    host = engine.kind == enginelib.USERNS
+    host = engine.kind == enginelib.Kind.USERNS
     owners = [host_owner(d, engine) if host else d.owner for d, _ in chown]
     script = " && ".join(
         [f"chown {o[0]}:{o[1]} /mnt/{i} && chmod {d.mode:o} /mnt/{i}"  # type: ignore[index]

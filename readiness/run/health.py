@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..enums import TextEnum
 from ..errors import ToolkitError
 from ..stack import compose, ports
 from ..stack.model import Model
@@ -29,16 +30,27 @@ from ..system import runner
 from ..system.retry import poll
 
 
+class CheckKind(TextEnum):
+    """What a health check looks at: a container's state, an HTTPS endpoint through Traefik, a TCP port."""
+
+    CONTAINER = "container"
+    HTTPS = "https"
+    TCP = "tcp"
+
+
+_KIND_ORDER = {CheckKind.CONTAINER: 0, CheckKind.HTTPS: 1, CheckKind.TCP: 2}
+
+
 @dataclass(frozen=True)
 class Check:
     service: str
-    kind: str  # container | https | tcp
+    kind: CheckKind
     target: str
     ok: bool
     detail: str
 
     def sort_key(self) -> tuple:
-        return (self.service, {"container": 0, "https": 1, "tcp": 2}.get(self.kind, 9), self.target)
+        return (self.service, _KIND_ORDER.get(self.kind, 9), self.target)
 
 
 # ------------------------------------------------------------------ containers
@@ -110,7 +122,7 @@ def container_checks(model: Model, containers: list[dict]) -> list[Check]:
     for svc in sorted(model.services):
         c = by_service.get(svc)
         if c is None:
-            out.append(Check(svc, "container", svc, False, "no container (not started: run `invoke up`)"))
+            out.append(Check(svc, CheckKind.CONTAINER, svc, False, "no container (not started: run `invoke up`)"))
             continue
         state, health = c.get("State", ""), c.get("Health", "")
         name = c.get("Name", svc)
@@ -132,7 +144,7 @@ def container_checks(model: Model, containers: list[dict]) -> list[Check]:
             output = last_health_output(name) if health == "unhealthy" else ""
             if output:
                 detail += f" (last healthcheck {output})"
-        out.append(Check(svc, "container", name, ok, detail))
+        out.append(Check(svc, CheckKind.CONTAINER, name, ok, detail))
     return out
 
 
@@ -142,7 +154,7 @@ def container_checks(model: Model, containers: list[dict]) -> list[Check]:
 @dataclass(frozen=True)
 class Endpoint:
     service: str
-    kind: str  # https | tcp
+    kind: CheckKind  # HTTPS or TCP
     host: str  # the name a user types (HTTPS), or the address (TCP)
     port: int
     path: str = "/"
@@ -151,7 +163,9 @@ class Endpoint:
 
     @property
     def target(self) -> str:
-        return f"https://{self.host}:{self.port}{self.path}" if self.kind == "https" else f"{self.host}:{self.port}"
+        if self.kind == CheckKind.HTTPS:
+            return f"https://{self.host}:{self.port}{self.path}"
+        return f"{self.host}:{self.port}"
 
 
 def endpoints(model: Model) -> list[Endpoint]:
@@ -164,11 +178,11 @@ def endpoints(model: Model) -> list[Endpoint]:
             routers = model.routers.get(svc, {})
             hosts = routers.get(spec["router"], []) if "router" in spec else model.routed_hosts.get(svc, [])
             for host in hosts[:1]:
-                out.append(Endpoint(svc, "https", host, port443, str(spec["path"]), expect, address))
+                out.append(Endpoint(svc, CheckKind.HTTPS, host, port443, str(spec["path"]), expect, address))
         if "tcp" in spec:
             found = ports.published_port(model, svc, int(spec["tcp"]))
             if found:
-                out.append(Endpoint(svc, "tcp", found[0], found[1], address=found[0]))
+                out.append(Endpoint(svc, CheckKind.TCP, found[0], found[1], address=found[0]))
     return out
 
 
@@ -181,12 +195,12 @@ def preload() -> None:
 
 
 def probe(ep: Endpoint, ca: Path, timeout: float = 5.0) -> Check:
-    if ep.kind == "tcp":
+    if ep.kind == CheckKind.TCP:
         try:
             with socket.create_connection((ep.host, ep.port), timeout=timeout):
-                return Check(ep.service, "tcp", ep.target, True, "accepting connections")
+                return Check(ep.service, CheckKind.TCP, ep.target, True, "accepting connections")
         except OSError as exc:
-            return Check(ep.service, "tcp", ep.target, False, f"connection failed: {exc.strerror or exc}")
+            return Check(ep.service, CheckKind.TCP, ep.target, False, f"connection failed: {exc.strerror or exc}")
     import requests
 
     from . import httpclient
@@ -198,16 +212,16 @@ def probe(ep: Endpoint, ca: Path, timeout: float = 5.0) -> Check:
         resp = session.get(f"https://{ep.host}:{ep.port}{ep.path}", headers={"Host": ep.host},
                            timeout=timeout, allow_redirects=False)
     except requests.exceptions.SSLError as exc:
-        return Check(ep.service, "https", ep.target, False, f"TLS error: {_short(exc)}")
+        return Check(ep.service, CheckKind.HTTPS, ep.target, False, f"TLS error: {_short(exc)}")
     except requests.exceptions.ConnectionError as exc:
-        return Check(ep.service, "https", ep.target, False, f"connection refused or reset: {_short(exc)}")
+        return Check(ep.service, CheckKind.HTTPS, ep.target, False, f"connection refused or reset: {_short(exc)}")
     except requests.exceptions.Timeout:
-        return Check(ep.service, "https", ep.target, False, f"no answer within {timeout:.0f} s")
+        return Check(ep.service, CheckKind.HTTPS, ep.target, False, f"no answer within {timeout:.0f} s")
     except OSError as exc:
-        return Check(ep.service, "https", ep.target, False, f"cannot probe: {exc}")
+        return Check(ep.service, CheckKind.HTTPS, ep.target, False, f"cannot probe: {exc}")
     if resp.status_code in ep.expect:
-        return Check(ep.service, "https", ep.target, True, f"HTTP {resp.status_code}")
-    return Check(ep.service, "https", ep.target, False,
+        return Check(ep.service, CheckKind.HTTPS, ep.target, True, f"HTTP {resp.status_code}")
+    return Check(ep.service, CheckKind.HTTPS, ep.target, False,
                  f"HTTP {resp.status_code} (expected {', '.join(map(str, ep.expect))})")
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import output
+from ..enums import TextEnum
 from ..errors import ToolkitError
 from ..stack import compose, sources
 from ..stack.model import Model
@@ -81,11 +82,20 @@ def _normal(ref: str) -> str:
     return ref.removeprefix("docker.io/").removeprefix("library/")
 
 
+class PullState(TextEnum):
+    """Where the pull of one image is, from Compose's progress events."""
+
+    WAITING = "waiting"
+    PULLING = "pulling"
+    DONE = "done"
+    FAILED = "failed"
+
+
 @dataclass
 class _Pull:
     image: Image
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)  # layer -> (current, total)
-    state: str = "waiting"
+    state: PullState = PullState.WAITING
     error: str = ""
     started: float = field(default_factory=time.monotonic)
     done_bytes: int = 0
@@ -135,17 +145,17 @@ class PullProgress:
             if text in ("Pull complete", "Already exists", "Download complete"):
                 cur, tot = pull.layers.get(str(ev["id"]), (0, 0))
                 pull.layers[str(ev["id"])] = (max(cur, tot), tot)
-            pull.state = "pulling"
+            pull.state = PullState.PULLING
             self._maybe_report(svc or "", pull)
         elif text == "Pulling":
-            pull.state, pull.started = "pulling", time.monotonic()
-        elif text == "Pulled" and pull.state != "done":
-            pull.state = "done"
+            pull.state, pull.started = PullState.PULLING, time.monotonic()
+        elif text == "Pulled" and pull.state != PullState.DONE:
+            pull.state = PullState.DONE
             took = time.monotonic() - pull.started
             size = f"{_size(pull.total)} in " if pull.total else ""
             self._line(f"{pull.image.ref}: done ({size}{took:.0f} s)")
         elif text == "Error":
-            pull.state, pull.error = "failed", str(ev.get("status", "")).strip()
+            pull.state, pull.error = PullState.FAILED, str(ev.get("status", "")).strip()
             self._line(f"{pull.image.ref}: failed: {pull.error}")
 
     def _maybe_report(self, svc: str, pull: _Pull) -> None:
@@ -161,8 +171,8 @@ class PullProgress:
         """Called when nothing was printed for a while: one summary line."""
         if time.monotonic() - self.last_line < HEARTBEAT_SECONDS:
             return
-        done = sum(p.state == "done" for p in self.pulls.values())
-        waiting = [p.image.ref for p in self.pulls.values() if p.state in ("waiting", "pulling")]
+        done = sum(p.state == PullState.DONE for p in self.pulls.values())
+        waiting = [p.image.ref for p in self.pulls.values() if p.state in (PullState.WAITING, PullState.PULLING)]
         self._line(f"{done} of {len(self.pulls)} images done; still pulling: {', '.join(waiting) or '-'}")
 
     def _line(self, text: str) -> None:
@@ -171,7 +181,7 @@ class PullProgress:
 
     def failed(self) -> list[_Pull]:
         """Pulls that reported an error or never reported success."""
-        return [p for p in self.pulls.values() if p.state != "done"]
+        return [p for p in self.pulls.values() if p.state != PullState.DONE]
 
 
 def pull(model: Model, wanted: list[Image]) -> list[Image]:

@@ -288,7 +288,7 @@ def settle_routes(model: Model, timeout: float = ROUTE_SETTLE_SECONDS,
 
     ca = certs.root_ca(model)
     pending = [ep for ep in health.endpoints(model)
-               if ep.kind == "https" and (services is None or ep.service in services)]
+               if ep.kind == health.CheckKind.HTTPS and (services is None or ep.service in services)]
     last: dict[str, health.Check] = {}
     said = time.monotonic()
 

@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..enums import TextEnum
 from ..errors import ToolkitError
 from . import runner
 
@@ -52,7 +53,15 @@ START_INTERVAL_MIN = (25, 0, 0)
 #: The kernel default of ``net.ipv4.ip_unprivileged_port_start``.
 DEFAULT_UNPRIVILEGED_PORT_START = 1024
 
-ROOTFUL, ROOTLESS, USERNS, DESKTOP, REMOTE = "rootful", "rootless", "userns-remap", "desktop", "remote"
+
+class Kind(TextEnum):
+    """What kind of engine runs the containers (the module's docstring says what each means)."""
+
+    ROOTFUL = "rootful"
+    ROOTLESS = "rootless"
+    USERNS = "userns-remap"
+    DESKTOP = "desktop"
+    REMOTE = "remote"
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,7 @@ def subordinate_range(text: str, user: str, uid: int) -> tuple[int, int] | None:
 class Engine:
     """What ``docker info`` says about the engine, and what follows from it."""
 
-    kind: str
+    kind: Kind
     version: tuple[int, int, int]
     version_text: str
     os: str
@@ -159,9 +168,9 @@ class Engine:
         client) the project lives on the distribution's own filesystem and its owners count.
         A remote engine mounts its own machine's paths: nothing here can be checked.
         """
-        if self.kind == REMOTE:
+        if self.kind == Kind.REMOTE:
             return False
-        return self.kind != DESKTOP or self.client_os == "Linux"
+        return self.kind != Kind.DESKTOP or self.client_os == "Linux"
 
     @property
     def root_is_host_root(self) -> bool:
@@ -226,26 +235,26 @@ def parse_info(doc: dict, *, docker_host: str | None, local_kernel: str, local_u
     kernel = str(doc.get("KernelVersion") or "")
     unix = socket_path(docker_host) is not None
     if _is_desktop(doc):
-        kind = DESKTOP
+        kind = Kind.DESKTOP
     elif not unix or kernel != local_kernel:
-        kind = REMOTE
+        kind = Kind.REMOTE
     elif "rootless" in names:
-        kind = ROOTLESS
+        kind = Kind.ROOTLESS
     elif "userns" in names:
-        kind = USERNS
+        kind = Kind.USERNS
     else:
-        kind = ROOTFUL
+        kind = Kind.ROOTFUL
     uid_map = gid_map = IDENTITY
     owner = None
     data_root = str(doc.get("DockerRootDir") or "")
-    if kind == ROOTLESS:
+    if kind == Kind.ROOTLESS:
         owner = socket_owner if socket_owner is not None else local_uid
         lookup = user_of or _user_name
         user = lookup(owner)
         gid = _primary_gid(owner)
         uid_map = _rootless_map(owner, subordinate_range(subuid, user, owner))
         gid_map = _rootless_map(gid, subordinate_range(subgid, user, owner))
-    elif kind == USERNS:
+    elif kind == Kind.USERNS:
         m = re.search(r"/(\d+)\.(\d+)/?$", data_root)
         if m:
             uid_map = (IdRange(0, int(m.group(1)), 65536),)
@@ -263,7 +272,7 @@ def parse_info(doc: dict, *, docker_host: str | None, local_kernel: str, local_u
         mem_bytes=int(doc.get("MemTotal") or 0),
         data_root=data_root,
         name=str(doc.get("Name") or ""),
-        local=kind in (ROOTFUL, ROOTLESS, USERNS),
+        local=kind in (Kind.ROOTFUL, Kind.ROOTLESS, Kind.USERNS),
         uid_map=uid_map,
         gid_map=gid_map,
         security_options=options,
@@ -426,7 +435,7 @@ def unprivileged_port_start(engine: Engine) -> int:
     in the host's network namespace), so only it is limited by the host's
     ``net.ipv4.ip_unprivileged_port_start``; a rootful engine binds as root.
     """
-    if engine.kind != ROOTLESS:
+    if engine.kind != Kind.ROOTLESS:
         return 0
     value = read_sysctl(engine, "net.ipv4.ip_unprivileged_port_start")
     return DEFAULT_UNPRIVILEGED_PORT_START if value is None else value
