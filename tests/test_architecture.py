@@ -1,5 +1,5 @@
-"""The package keeps the shape ARCHITECTURE.md describes: no import cycle, and every import
-follows the layer rule ("The toolkit's layers").
+"""The package keeps the shape ARCHITECTURE.md describes: no import cycle, every import follows
+the layer rule ("The toolkit's layers"), and the document's tree lists every module.
 
 Engine-free and import-free: ``readiness/`` is read with ``ast``, never imported, so a cycle
 that Python happens to survive at import time (a function-level import, one under
@@ -10,10 +10,13 @@ and the tests at the end run it on small broken graphs to prove that it bites.
 from __future__ import annotations
 
 import ast
+import fnmatch
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "readiness"
+ARCHITECTURE = REPO / "ARCHITECTURE.md"
 
 #: The layers of the package, lowest first; each names the packages and top-level modules in it.
 #: A module imports its own package, or a layer below its own. Inside the foundation and the
@@ -151,6 +154,39 @@ def layer_problems(graph: dict[str, set[str]]) -> list[str]:
     return problems
 
 
+def documented_tree(text: str) -> list[str]:
+    """The entries of the ``readiness/`` tree in ARCHITECTURE.md's toolkit section, as paths
+    relative to the package (``stack/compose.py``, ``preflight/check_*.py``, ``run/verify/``)."""
+    block = re.search(r"## The readiness toolkit\n+```text\n(.*?)\n```", text, re.S)
+    assert block, "ARCHITECTURE.md has no ```text tree under \"## The readiness toolkit\""
+    entries, parents, inside = [], [], False
+    for line in block.group(1).splitlines():
+        name = line.strip().split("  ")[0]
+        if name == "readiness/":
+            inside = True
+            continue
+        depth = (len(line) - len(line.lstrip())) // 2 - 1
+        if not inside or depth < 0:
+            inside = inside and depth >= 0
+            continue
+        parents = parents[:depth]
+        entries.append("".join(parents) + name)
+        if name.endswith("/"):
+            parents.append(name)
+    return entries
+
+
+def tree_problems(root: Path, entries: list[str]) -> list[str]:
+    """Modules of the package the tree does not list, and entries that name nothing."""
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if p.name != "__init__.py")
+    leaves = [e for e in entries if e.endswith("/") and not any(o != e and o.startswith(e) for o in entries)]
+    problems = [f"readiness/{f}: not in ARCHITECTURE.md's tree" for f in files
+                if not any(fnmatch.fnmatchcase(f, e) for e in entries) and not any(f.startswith(d) for d in leaves)]
+    problems += [f"ARCHITECTURE.md's tree names readiness/{e}, which does not exist" for e in entries
+                 if not (any(fnmatch.fnmatchcase(f, e) for f in files) or (e.endswith("/") and (root / e).is_dir()))]
+    return problems
+
+
 # ------------------------------------------------------------------------- the package as it is
 
 
@@ -163,6 +199,13 @@ def test_the_package_has_no_import_cycle():
 
 def test_every_import_follows_the_layer_rule():
     problems = layer_problems(import_graph(PACKAGE))
+    assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)
+
+
+def test_the_architecture_document_lists_every_module():
+    entries = documented_tree(ARCHITECTURE.read_text(encoding="utf-8"))
+    assert "stack/compose.py" in entries and "run/verify/" in entries, entries
+    problems = tree_problems(PACKAGE, entries)
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)
 
 
@@ -215,4 +258,16 @@ def test_the_layer_check_bites_on_an_upward_import_a_sibling_and_an_unknown_modu
         "readiness.misc: in no layer (add it to LAYERS here and to ARCHITECTURE.md)",
         "readiness.run.start imports readiness.preflight.facts: a sibling package (readiness.preflight)",
         "readiness.system.engine imports readiness.stack.modelcache: a higher layer (readiness.stack)",
+    ]
+
+
+def test_the_tree_check_bites_on_a_module_missing_from_the_document_and_on_a_stale_entry(tmp_path):
+    pkg = write(tmp_path, {"pkg/__init__.py": "", "pkg/a.py": "", "pkg/sub/__init__.py": "", "pkg/sub/b.py": "",
+                           "pkg/sub/check_x.py": "", "pkg/deep/c.py": ""})
+    text = ("## The readiness toolkit\n\n```text\ntasks.py   rows\nreadiness/\n  a.py      one\n  sub/\n"
+            "    check_*.py  checks\n    gone.py     stale\n  deep/     a leaf directory\n```\n")
+    assert documented_tree(text) == ["a.py", "sub/", "sub/check_*.py", "sub/gone.py", "deep/"]
+    assert tree_problems(pkg, documented_tree(text)) == [
+        "readiness/sub/b.py: not in ARCHITECTURE.md's tree",
+        "ARCHITECTURE.md's tree names readiness/sub/gone.py, which does not exist",
     ]

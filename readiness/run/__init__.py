@@ -1,5 +1,7 @@
 """Running the stack and proving it: what a user does once everything is prepared.
 
-``verify`` proves that each service does its job through the interface its users use; the
-HTTP client here (:mod:`.httpclient`) is the one every probe from the host goes through.
+``invoke up`` pulls what the engine lacks (:mod:`.pull`), then starts and waits (:mod:`.start`);
+:mod:`.health` checks containers and endpoints, :mod:`.verify` proves that each service does
+its job through the interface its users use, :mod:`.urls` says where everything lives. Every
+HTTPS request from the host goes through one pinned client (:mod:`.httpclient`).
 """
