@@ -117,8 +117,10 @@ def _create_env_for_engine(project: Path) -> tuple[list[str], list[str]]:
         reasons.append("ulimits lowered to the most this engine grants: without CAP_SYS_RESOURCE it cannot raise a "
                        "container's limits above its own")
         chosen += limits
-    if chosen and fsutil.create_exclusive(target, text.encode(), 0o600):
-        return chosen, reasons
+    if chosen:
+        with envfile.lock(target):  # the lock of every .env writer (envfile.ensure sweeps under it)
+            if fsutil.create_exclusive(target, text.encode(), 0o600):
+                return chosen, reasons
     return [], []
 
 

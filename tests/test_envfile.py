@@ -220,3 +220,22 @@ def test_a_pasted_password_is_never_quoted_back(tmp_path):
     message = parsed.errors[0][1]
     assert "'!'" in message and "column 8" in message
     assert "hunter2" not in message and "Sup3rS3cret" not in message
+
+
+def test_what_a_killed_write_left_is_swept_by_the_next_run(tmp_path):
+    """A write killed between naming its complete temporary file and renaming it leaves
+    ``..env.<hex>.tmp`` (it may hold a pasted password): the next run removes it, and
+    nothing else beside ``.env``."""
+    example = tmp_path / ".env.example"
+    example.write_text("# a comment\nA=1\n")
+    (tmp_path / ".env").write_text("A=1\n")
+    left = [tmp_path / "..env.4033a0b9c1af.tmp", tmp_path / "..env.k3x9q2.tmp"]
+    for path in left:
+        path.write_text("A=1\nPASSWORD=pasted\n")
+    kept = [tmp_path / ".env.example", tmp_path / "..envrc.1.tmp", tmp_path / ".other.1.tmp"]
+    for path in kept[1:]:
+        path.write_text("x")
+    envfile.ensure(tmp_path / ".env", example)
+    assert not any(p.exists() for p in left)
+    assert all(p.exists() for p in kept)
+    assert (tmp_path / ".env").read_text() == "A=1\n"

@@ -237,6 +237,10 @@ def ensure(model: Model, engine: Engine) -> list[Change]:
         states = datastate.probe(model.project_dir, baked.needs_probe(declared, record), engine, helper_image(model))
         refuse_baked(model, baked.refusals(declared, states))
         ensure_dirs([s.path for s in every], changes)
+        for spec in (s for s in every if not s.certificate):  # what killed runs left (partial secrets)
+            for path in (spec.path, spec.sidecar):
+                if path is not None:
+                    fsutil.sweep_temps(path)
         for spec in (s for s in every if not s.certificate):
             _ensure_one(model, spec, spec.mode(engine), changes)
         baked.save(model.project_dir, record, baked.to_record(declared, states, record))

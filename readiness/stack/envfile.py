@@ -368,6 +368,21 @@ def ensure(env_path: Path, example_path: Path) -> EnvResult:
     example = parse_text(decode(example_data), example_path)
     raise_on_errors(example)
     target = _target(env_path)
+    with lock(env_path):
+        fsutil.sweep_temps(target)  # what a killed run left (it may hold a pasted password)
+        return _ensure(env_path, target, example_data, example, example_path)
+
+
+#: Every writer of ``.env`` holds this lock (relative to the project directory).
+LOCK = ".readiness/locks/env.lock"
+
+
+def lock(env_path: Path):
+    """The lock every writer of ``.env`` takes: its temporary files can then be swept safely."""
+    return fsutil.file_lock(env_path.parent / LOCK)
+
+
+def _ensure(env_path: Path, target: Path, example_data: bytes, example: EnvFile, example_path: Path) -> EnvResult:
     for _ in range(5):  # another writer changed .env while we worked: start again from its new bytes
         original = _read_bytes(target)
         if original is None:

@@ -184,6 +184,25 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> bool:
         raise _fail(path, exc, "create") from None
 
 
+def sweep_temps(path: Path) -> list[Path]:
+    """Remove the temporary siblings (``.<name>.*.tmp``) that killed writes of ``path`` left.
+
+    A write is killed between naming its complete temporary file and renaming it over
+    ``path`` (or, without ``O_TMPFILE``, while writing it): the file stays, and may hold a
+    secret. Call this only while holding the lock every writer of ``path`` takes: a live
+    writer's temporary file exists for that instant too. Returns what was removed.
+    """
+    removed = []
+    prefix = f".{path.name}."
+    with contextlib.suppress(OSError):
+        for child in path.parent.iterdir():
+            if child.name.startswith(prefix) and child.name.endswith(".tmp") and not child.is_dir():
+                with contextlib.suppress(FileNotFoundError):
+                    child.unlink()
+                    removed.append(child)
+    return removed
+
+
 def ensure_dir(path: Path, mode: int) -> bool:
     """Create ``path`` (and parents) with ``mode``; returns True if it was created."""
     try:
