@@ -110,12 +110,13 @@ def test_real_programs_run_the_shipped_lines(running: Stack):
 
 
 def test_two_members_and_one_leader(running: Stack):
-    """Patroni elected one leader through etcd; the other member streams from it; HAProxy
-    routes the published port to the leader only."""
+    """Patroni elected one leader through etcd; the other member streams from it and is its
+    synchronous standby (a commit waits for it); HAProxy routes the published port to the
+    leader only."""
     stack = running
-    doc = db.wait_for("one leader and one streaming replica",
+    doc = db.wait_for("one leader and one streaming synchronous standby",
                       lambda: (d := db.cluster(stack)) and sorted(db.roles(d).values()) ==
-                      [("leader", "running"), ("replica", "streaming")] and d, timeout=120)
+                      [("leader", "running"), ("sync_standby", "streaming")] and d, timeout=120)
     assert sorted(db.roles(doc)) == list(db.MEMBERS)
     assert doc["scope"] == shipped_scope(stack)
     leader = db.leader(stack)
@@ -132,6 +133,12 @@ def test_two_members_and_one_leader(running: Stack):
     assert in_recovery is False and addr == member_ip(stack, leader)
     assert db.member_psql(stack, replica, "SELECT pg_is_in_recovery()") == "t"
     assert db.query(stack, "SHOW ssl")[0][0] == "on"
+    # Synchronous replication, as the shipped SPILO_CONFIGURATION asks: the leader waits for
+    # the replica's flush before it acknowledges a commit.
+    assert db.query(stack, "SELECT application_name, state, sync_state FROM pg_stat_replication") == \
+        [(replica, "streaming", "sync")]
+    assert replica in db.query(stack, "SHOW synchronous_standby_names")[0][0]
+    assert db.query(stack, "SHOW synchronous_commit")[0][0] == "on"
 
 
 def shipped_scope(stack: Stack) -> str:
@@ -335,7 +342,8 @@ def test_stopped_member_rejoins_as_replica_under_its_name(running: Stack):
             assert started.returncode == 0, out(started)
             doc = db.wait_for(f"{member} streaming from {other}",
                               lambda: (d := db.cluster(stack, (other,))) and db.roles(d) ==
-                              {other: ("leader", "running"), member: ("replica", "streaming")} and d, timeout=120)
+                              {other: ("leader", "running"), member: ("sync_standby", "streaming")} and d,
+                              timeout=120)
             # The state that must hold once the rejoin is over: HAProxy has checked the member
             # at its new address and Patroni said no (a layer-7 answer, not a timeout), so
             # it is DOWN with no pass counted; the leader is UP.
@@ -380,3 +388,75 @@ def test_stopped_member_rejoins_as_replica_under_its_name(running: Stack):
         subprocess.run(["docker", "rm", "-f", grabber], capture_output=True)
     res = stack.invoke("health", "--wait", "--timeout", "120", timeout=180)
     assert res.returncode == 0, out(res)
+
+
+def test_a_crashed_leader_loses_no_acknowledged_commit(running: Stack):
+    """Eight writers commit through HAProxy as fast as they can; the leader's container gets
+    SIGKILL (no shutdown: Patroni cannot hand over, its lock expires after ttl). The
+    synchronous standby is promoted, writes resume, and every commit that was acknowledged
+    to a writer is on the new leader. Then, alone, the new leader keeps taking writes (the
+    synchronous mode is not strict), and the killed member rejoins as its synchronous standby."""
+    import threading
+
+    import psycopg
+
+    stack = running
+    db.query(stack, "CREATE TABLE IF NOT EXISTS readiness_e2e_crash (writer int, seq int, PRIMARY KEY (writer, seq))")
+    doc = db.wait_for("a leader and its synchronous standby",
+                      lambda: (d := db.cluster(stack)) and sorted(db.roles(d).values()) ==
+                      [("leader", "running"), ("sync_standby", "streaming")] and d, timeout=120)
+    leader = next(n for n, (role, _) in db.roles(doc).items() if role == "leader")
+    standby = next(m for m in db.MEMBERS if m != leader)
+    acked: list[tuple[int, int]] = []
+    done, killed = threading.Event(), threading.Event()
+    resumed: list[float] = []
+
+    def writer(n: int) -> None:
+        conn, seq = None, 0
+        while not done.is_set():
+            seq += 1
+            try:
+                if conn is None:
+                    conn = psycopg.connect(db.dsn(stack, connect_timeout=2), autocommit=True)
+                conn.execute("INSERT INTO readiness_e2e_crash VALUES (%s, %s)", (n, seq))
+                acked.append((n, seq))
+                if killed.is_set() and not resumed:
+                    resumed.append(time.monotonic())
+            except psycopg.Error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    threads = [threading.Thread(target=writer, args=(n,), daemon=True) for n in range(8)]
+    for t in threads:
+        t.start()
+    db.wait_for("200 commits before the crash", lambda: len(acked) >= 200, timeout=60, interval=0.1)
+    before = len(acked)
+    t0 = time.monotonic()
+    subprocess.run(["docker", "kill", "--signal", "KILL", stack.container_id(leader)], capture_output=True,
+                   check=True)
+    killed.set()
+    try:
+        db.wait_for("a commit after the crash", lambda: resumed, timeout=90)
+        db.wait_for("200 more commits", lambda: len(acked) > before + 200, timeout=60)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(timeout=30)
+    stack.events.append(f"SIGKILL of the leader under 8 writers: writes resumed after {resumed[0] - t0:.1f} s; "
+                        f"{len(acked)} commits acknowledged")
+    present = set(db.query(stack, "SELECT writer, seq FROM readiness_e2e_crash"))
+    lost = sorted(set(acked) - present)
+    assert not lost, f"{len(lost)} acknowledged commits lost: {lost[:10]}"
+    assert db.leader(stack, (standby,)) == standby
+    # Alone, the new leader is no longer waiting for a standby: writes go on.
+    db.wait_for("no synchronous standby named while alone",
+                lambda: not db.query(stack, "SHOW synchronous_standby_names")[0][0], timeout=60)
+    db.query(stack, "INSERT INTO readiness_e2e_crash VALUES (99, 1)", connect_timeout=3)
+    started = stack.compose("start", leader, timeout=120)
+    assert started.returncode == 0, out(started)
+    db.wait_for(f"{leader} back as the synchronous standby",
+                lambda: (d := db.cluster(stack, (standby,))) and db.roles(d) ==
+                {standby: ("leader", "running"), leader: ("sync_standby", "streaming")}, timeout=180)

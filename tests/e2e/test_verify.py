@@ -94,7 +94,7 @@ def test_verify_is_green_and_leaves_nothing_behind(running: Stack):
     assert sum(1 for s, c in checks if s == "traefik" and c.startswith("https ")) == \
         len({h for spec in model["services"].values() for h in _hosts(spec)})
     roles = sorted(v["got"].split(",")[0] for v in doc["verdicts"] if v["check"] == "cluster role")
-    assert roles == ["leader", "replica"], roles
+    assert roles == ["leader", "sync_standby"], roles  # synchronous replication, as shipped
     # The fakes really stood in (and the real programs really ran): the fakes logged the calls.
     for svc, spec in model["services"].items():
         if fake_kind(str(spec.get("image", ""))):

@@ -109,7 +109,7 @@ def patroni(ctx: Context, services: list[str]) -> list[Verdict]:
             expect(state == "streaming", f"{member.get('role')}, state {state}, lag {member.get('lag')}",
                    f"`invoke logs {svc}`: a replica that cannot stream from the leader (pg_rewind, a missing WAL)")
             lag = member.get("lag")
-            return f"replica, streaming from {leaders[0]}, lag {_lag(lag)}"
+            return f"{member.get('role')}, streaming from {leaders[0]}, lag {_lag(lag)}"
 
         out.append(ctx.attempt(svc, "cluster role", "GET /cluster (Patroni REST API, inside a member)", role,
                                f"`invoke logs {svc}`"))
