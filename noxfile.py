@@ -105,7 +105,11 @@ def validate(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite against the real Docker engine (everything but the e2e boot)."""
+    """The test suite against the real Docker engine (everything but the e2e boot).
+
+    ``nox -s tests -- -m "not docker"`` is the engine-free inner loop: pytest keeps the last
+    ``-m``, and every e2e test is a ``docker`` test too (tests/conftest.py marks it).
+    """
     install(session)
     session.run("pytest", "-m", "not e2e", *session.posargs)
 

@@ -70,10 +70,51 @@ def docker_available() -> bool:
 
 
 @pytest.fixture(scope="session")
-def docker() -> None:
-    """Fail (not skip) when the engine is missing: CI must provide it."""
+def engine_answers() -> None:
+    """Fail (not skip) when the engine is missing: CI must provide it. Asked once per session."""
     if not docker_available():
         pytest.fail("a running Docker engine is required (see .ci/run for how CI starts one)")
+
+
+@pytest.fixture
+def docker(request: pytest.FixtureRequest, engine_answers) -> None:
+    """A test that needs the engine asks for this fixture (or for ``mini``, ``repo``, which do).
+
+    Such a test carries the ``docker`` marker (:func:`pytest_collection_modifyitems` adds it),
+    so that ``-m "not docker"`` leaves it out. A test that reaches this fixture only at run
+    time (``request.getfixturevalue``) could escape the marker: it fails here instead, naming
+    the marker it lacks.
+    """
+    if request.node.get_closest_marker("docker") is None:
+        pytest.fail(f"{request.node.nodeid} uses the Docker engine but has no `docker` marker: ask for the "
+                    "`docker`, `mini` or `repo` fixture in its signature, or mark it", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def compose_cli() -> None:
+    """The Compose v2 CLI, for a test whose oracle is Compose's own reading (``config``), which
+    needs no engine: such a test stays in the engine-free run. Missing: :func:`unavailable`."""
+    try:
+        ok = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    if not ok:
+        unavailable("the Docker Compose v2 CLI (`docker compose`) is not installed")
+
+
+#: Fixtures that need the engine: a test that uses one, directly or through another fixture, is a
+#: ``docker`` test.
+ENGINE_FIXTURES = frozenset({"docker", "engine_answers"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that needs an engine ``docker``: those that use an engine fixture, and
+    every end-to-end test. ``-m "not docker"`` is then the engine-free inner loop."""
+    for item in items:
+        if item.get_closest_marker("docker") is not None:
+            continue
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.docker)
 
 
 def invoke_env(project: Path, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -115,19 +156,28 @@ def _private_caroot(tmp_path_factory) -> None:
 
 
 @pytest.fixture
-def mini(tmp_path: Path, docker) -> Path:
-    """A fresh copy of the mini stack with its own network name and free port."""
+def mini_files(tmp_path: Path) -> Path:
+    """A fresh copy of the mini stack with its own project name, network name and free port,
+    for a test that renders or reads it and never asks the engine (Compose's ``config`` needs
+    no engine)."""
     dest = tmp_path / "mini"
     shutil.copytree(FIXTURES / "mini", dest)
-    net = f"readiness-test-{uuid.uuid4().hex[:8]}"
-    own_project_name(dest, "readiness-mini", net.rsplit("-", 1)[1])
+    suffix = uuid.uuid4().hex[:8]
+    own_project_name(dest, "readiness-mini", suffix)
     example = dest / ".env.example"
-    text = example.read_text().replace("MINI_NETWORK=readiness-mini-edge", f"MINI_NETWORK={net}")
+    text = example.read_text().replace("MINI_NETWORK=readiness-mini-edge", f"MINI_NETWORK=readiness-test-{suffix}")
     text = text.replace("WEB_PORT=18080", f"WEB_PORT={free_port()}")
     example.write_text(text)
-    yield dest
+    return dest
+
+
+@pytest.fixture
+def mini(mini_files: Path, docker) -> Path:
+    """The mini stack's copy for a test that uses the engine: its network and data go afterwards."""
+    net = re.search(r"^MINI_NETWORK=(\S+)$", (mini_files / ".env.example").read_text(), re.M).group(1)
+    yield mini_files
     subprocess.run(["docker", "network", "rm", net], capture_output=True)
-    remove_data(dest)
+    remove_data(mini_files)
 
 
 def free_port() -> int:
@@ -183,8 +233,16 @@ def isolated_repo_copy(dest: Path) -> tuple[Path, list[str]]:
 
 
 @pytest.fixture
+def repo_files(tmp_path: Path) -> Path:
+    """A fresh copy of this repository's stack, with its own project name, network names and
+    ports, for a test that renders or reads it and never asks the engine."""
+    return isolated_repo_copy(tmp_path / "repo")[0]
+
+
+@pytest.fixture
 def repo(tmp_path: Path, docker) -> Path:
-    """A fresh copy of this repository's stack, with its own network names and ports."""
+    """A fresh copy of this repository's stack, with its own network names and ports, for a
+    test that uses the engine: its networks and data go afterwards."""
     dest, nets = isolated_repo_copy(tmp_path / "repo")
     yield dest
     subprocess.run(["docker", "network", "rm", *nets], capture_output=True)
@@ -250,7 +308,7 @@ class EngineBaseline:
 
 
 @pytest.fixture(scope="session")
-def main_engine_baseline(docker) -> EngineBaseline:
+def main_engine_baseline(engine_answers) -> EngineBaseline:
     """The main engine's state before the tests that might harm it; checked again when the session
     ends (an error at the teardown of the last test if the suite broke it, e.g. deleted docker0)."""
     baseline = EngineBaseline()

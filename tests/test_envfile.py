@@ -80,7 +80,7 @@ ACCEPTED = {
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED))
-def test_reader_accepts_what_compose_accepts(name, tmp_path, docker):
+def test_reader_accepts_what_compose_accepts(name, tmp_path, compose_cli):
     text, where = ACCEPTED[name]
     parsed = write_env(tmp_path, text)
     view = compose_view(tmp_path, {"INHERITED": "from-the-shell"})
@@ -102,7 +102,7 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
-def test_reader_refuses_what_compose_refuses_and_names_the_line(name, tmp_path, docker):
+def test_reader_refuses_what_compose_refuses_and_names_the_line(name, tmp_path, compose_cli):
     text, line = REFUSED[name]
     parsed = write_env(tmp_path, text)
     with pytest.raises(ComposeRefused):
@@ -116,7 +116,7 @@ def test_reader_refuses_what_compose_refuses_and_names_the_line(name, tmp_path, 
 # ------------------------------------------------------------------ appending changes nothing Compose sees
 
 
-def test_appended_lines_are_the_examples_lines_verbatim(tmp_path, docker):
+def test_appended_lines_are_the_examples_lines_verbatim(tmp_path, compose_cli):
     example = ("A=1\n\n# Where the data lives; ${HOME} is expanded by Compose.\n# (second comment line)\n"
                "DATA_ROOT=${HOME}/data\nQUOTED=\"two\\nlines\"  # kept as written\n")
     (tmp_path / ".env.example").write_text(example)
@@ -130,23 +130,23 @@ def test_appended_lines_are_the_examples_lines_verbatim(tmp_path, docker):
     assert view == {"A": "mine", "DATA_ROOT": "/home/someone/data", "QUOTED": "two\nlines"}
 
 
-def test_invoke_env_keeps_composes_view_of_every_variable(mini, docker):
+def test_invoke_env_keeps_composes_view_of_every_variable(mini_files, compose_cli):
     """`invoke env` on a .env in every syntax Compose accepts: Compose sees the same values after."""
-    env = mini / ".env"
+    env = mini_files / ".env"
     env.write_bytes(
         b"\xef\xbb\xbf# mine\r\nLOCAL_DOMAIN: example.test\r\nINHERITED\r\nexport BIND_ADDRESS='127.0.0.1'\r\n"
         b"NOTE=\"first\r\nsecond\"\r\n1ST=digit\r\nLATIN=caf\xe9\r\nWEB_PORT=${PORT_FROM_SHELL:-1}0"
     )
-    before = compose_view(mini, {"INHERITED": "shell"})
-    result = run_invoke(mini, "env", env={"INHERITED": "shell"})
+    before = compose_view(mini_files, {"INHERITED": "shell"})
+    result = run_invoke(mini_files, "env", env={"INHERITED": "shell"})
     assert result.returncode == 0, result.stderr
-    after = compose_view(mini, {"INHERITED": "shell"})
+    after = compose_view(mini_files, {"INHERITED": "shell"})
     for key, value in before.items():
         assert after.get(key) == value, key
-    example = envfile.read(mini / ".env.example")
+    example = envfile.read(mini_files / ".env.example")
     assert set(after) == set(before) | set(example.keys())
     assert env.read_bytes().startswith(b"\xef\xbb\xbf# mine\r\nLOCAL_DOMAIN: example.test\r\n")
-    again = run_invoke(mini, "env", env={"INHERITED": "shell"})
+    again = run_invoke(mini_files, "env", env={"INHERITED": "shell"})
     assert again.returncode == 0 and "nothing changed" in again.stdout
 
 
@@ -191,7 +191,7 @@ def test_atomic_write_can_keep_an_owner(tmp_path):
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), target.read_bytes()) == (4321, 5432, 0o640, b"x")
 
 
-def test_a_line_that_cannot_take_a_newline_is_not_appended_to(tmp_path, docker):
+def test_a_line_that_cannot_take_a_newline_is_not_appended_to(tmp_path, compose_cli):
     """`A` at the very end, with no newline, is a variable named "" for Compose: appending would change it."""
     (tmp_path / ".env.example").write_text("A=1\nB=2\n")
     write_env(tmp_path, "A=1\nLAST")

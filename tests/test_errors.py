@@ -26,31 +26,31 @@ def assert_clean_error(result, *needles):
         assert needle in text, (needle, text)
 
 
-def test_malformed_env_line(mini):
-    assert run_invoke(mini, "env").returncode == 0
-    env = mini / ".env"
+def test_malformed_env_line(mini_files):
+    assert run_invoke(mini_files, "env").returncode == 0
+    env = mini_files / ".env"
     lines = env.read_text().splitlines()
     lines.insert(2, "THIS LINE IS NOT AN ASSIGNMENT")
     env.write_text("\n".join(lines) + "\n")
-    result = run_invoke(mini, "bootstrap")
+    result = run_invoke(mini_files, "bootstrap")
     assert_clean_error(result, f"{env}:3", "KEY=value")
 
 
-def test_invalid_yaml_in_included_file(mini):
-    inc = mini / "infra" / "01-web" / "docker-compose.yml"
+def test_invalid_yaml_in_included_file(mini_files):
+    inc = mini_files / "infra" / "01-web" / "docker-compose.yml"
     lines = inc.read_text().splitlines()
     lines[3] = "   broken: [unclosed"
     inc.write_text("\n".join(lines) + "\n")
-    result = run_invoke(mini, "config")
+    result = run_invoke(mini_files, "config")
     assert_clean_error(result, "infra/01-web/docker-compose.yml:4", "invalid YAML")
 
 
-def test_no_docker_engine(mini, tmp_path):
-    assert run_invoke(mini, "env").returncode == 0
+def test_no_docker_engine(mini_files, tmp_path):
+    assert run_invoke(mini_files, "env").returncode == 0
     env = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
-    result = run_invoke(mini, "networks", env=env)
+    result = run_invoke(mini_files, "networks", env=env)
     assert_clean_error(result, "docker info")
-    pre = run_invoke(mini, "preflight", env=env)
+    pre = run_invoke(mini_files, "preflight", env=env)
     assert pre.returncode != 0 and "docker.engine-unreachable" in pre.stdout
     assert "Traceback" not in pre.stderr
 
@@ -81,7 +81,7 @@ def hide_compose_plugin(config_dir: Path) -> None:
     (plugins / "docker-compose").chmod(0o644)
 
 
-def test_compose_v1_is_refused(mini, tmp_path):
+def test_compose_v1_is_refused(mini_files, tmp_path):
     """Compose v1 as the only Compose: refused by name and version, whatever Compose v2 the
     machine has (``~/.docker/cli-plugins``, or system-wide as Docker's packages install it)."""
     bindir = tmp_path / "bin"
@@ -93,13 +93,13 @@ def test_compose_v1_is_refused(mini, tmp_path):
     probe = subprocess.run(["docker", "compose", "version"], env=clean_env(env), capture_output=True, text=True,
                            timeout=60, stdin=subprocess.DEVNULL)
     assert probe.returncode != 0, f"the Docker CLI still runs a Compose plugin: {probe.stdout.strip()}"
-    result = run_invoke(mini, "config", env=env)
+    result = run_invoke(mini_files, "config", env=env)
     assert_clean_error(result, "Compose v1", "1.29.2")
 
 
-def test_missing_env_example(mini):
-    (mini / ".env.example").unlink()
-    result = run_invoke(mini, "env")
+def test_missing_env_example(mini_files):
+    (mini_files / ".env.example").unlink()
+    result = run_invoke(mini_files, "env")
     assert_clean_error(result, ".env.example is missing", "git checkout -- .env.example")
 
 

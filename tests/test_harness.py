@@ -22,26 +22,26 @@ def san_names(cert_pem: bytes) -> list[str]:
         x509.DNSName)
 
 
-def test_an_exported_stack_variable_does_not_reach_the_toolkit(mini, monkeypatch):
+def test_an_exported_stack_variable_does_not_reach_the_toolkit(mini_files, monkeypatch):
     """Before issue #12 the certificate was issued for the caller's ``LOCAL_DOMAIN``, not .env's."""
     monkeypatch.setenv("LOCAL_DOMAIN", "exported.invalid")
     monkeypatch.setenv("COMPOSE_PROJECT_NAME", "exported-project")
     monkeypatch.setenv("READINESS_EXTRA_COMPOSE_FILES", "does-not-exist.yml")
-    res = run_invoke(mini, "certs")
+    res = run_invoke(mini_files, "certs")
     assert res.returncode == 0, res.stdout + res.stderr
-    names = san_names((mini / "secrets" / "certs" / "cert.pem").read_bytes())
+    names = san_names((mini_files / "secrets" / "certs" / "cert.pem").read_bytes())
     assert "web.localhost" in names and not any("exported" in n for n in names), names
 
 
-def test_invoke_env_scrubs_the_stack_and_keeps_what_the_test_passes(mini, monkeypatch):
+def test_invoke_env_scrubs_the_stack_and_keeps_what_the_test_passes(mini_files, monkeypatch):
     monkeypatch.setenv("LOCAL_DOMAIN", "exported.invalid")
-    monkeypatch.setenv("WEB_PORT", "1")  # a key of the mini stack's own .env.example
+    monkeypatch.setenv("WEB_PORT", "1")  # a key of the mini_files stack's own .env.example
     monkeypatch.setenv("COMPOSE_ANSI", "never")
     monkeypatch.setenv("READINESS_ANYTHING", "x")
     monkeypatch.setenv("HOME_KEPT_FOR_TEST", "yes")
-    env = invoke_env(mini, {"LOCAL_DOMAIN": "explicit.test", "READINESS_FAULT_LOG": "/tmp/x"})
+    env = invoke_env(mini_files, {"LOCAL_DOMAIN": "explicit.test", "READINESS_FAULT_LOG": "/tmp/x"})
     assert env["LOCAL_DOMAIN"] == "explicit.test" and env["READINESS_FAULT_LOG"] == "/tmp/x"
-    assert env["READINESS_PROJECT_DIR"] == str(mini)
+    assert env["READINESS_PROJECT_DIR"] == str(mini_files)
     assert not {"WEB_PORT", "COMPOSE_ANSI", "READINESS_ANYTHING"} & set(env)
     assert env["HOME_KEPT_FOR_TEST"] == "yes" and env["PATH"]
 

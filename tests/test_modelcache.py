@@ -38,11 +38,11 @@ def calls(monkeypatch):
 
 
 @pytest.fixture
-def stack(mini, monkeypatch):
+def stack(mini_files, monkeypatch):
     for name in ("WEB_PORT", "READINESS_NO_CACHE"):
         monkeypatch.delenv(name, raising=False)
-    (mini / ".env").write_text((mini / ".env.example").read_text())
-    return mini
+    (mini_files / ".env").write_text((mini_files / ".env.example").read_text())
+    return mini_files
 
 
 def test_unchanged_stack_is_served_from_the_cache(stack, calls):

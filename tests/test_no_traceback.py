@@ -52,14 +52,14 @@ def test_a_secrets_dir_left_to_root_by_sudo(mini):
         engine_sh(secrets, f"chown -R {os.getuid()}:{os.getgid()} /d")
 
 
-def test_a_malformed_x_readiness_value_names_the_service_and_key(mini):
-    compose_file = mini / "infra" / "01-web" / "docker-compose.yml"
+def test_a_malformed_x_readiness_value_names_the_service_and_key(mini_files):
+    compose_file = mini_files / "infra" / "01-web" / "docker-compose.yml"
     text = compose_file.read_text()
     compose_file.write_text(text.replace('      user: "472:0"\n', '      user: "472:0"\n      data-mode: "abc"\n'))
-    res = run_invoke(mini, "dirs")
+    res = run_invoke(mini_files, "dirs")
     assert_paragraph(res, "services.web.x-readiness.data-mode", "infra/01-web/docker-compose.yml", "'abc'")
     compose_file.write_text(text.replace('      user: "472:0"\n', '      user: "web"\n'))
-    pre = run_invoke(mini, "preflight")  # preflight reports it as a finding, still no traceback
+    pre = run_invoke(mini_files, "preflight")  # preflight reports it as a finding, still no traceback
     assert pre.returncode == 1 and "Traceback" not in pre.stdout + pre.stderr
     assert "compose.invalid" in pre.stdout and "services.web.x-readiness.user" in pre.stdout, pre.stdout
 
@@ -70,14 +70,14 @@ def test_a_malformed_x_readiness_value_names_the_service_and_key(mini):
     ("      connect:\n        url: x://{address}:{port}\n        port: http\n",
      "services.web.x-readiness.connect.port", "'http'"),
 ])
-def test_a_malformed_login_or_connect_names_the_key(mini, value, key, shown):
+def test_a_malformed_login_or_connect_names_the_key(mini_files, value, key, shown):
     """`invoke urls` reads login/connect: a bad shape is named when the model is loaded (it was
     an AttributeError, an internal error, after `invoke up` had started the stack)."""
-    compose_file = mini / "infra" / "01-web" / "docker-compose.yml"
+    compose_file = mini_files / "infra" / "01-web" / "docker-compose.yml"
     text = compose_file.read_text()
     compose_file.write_text(text.replace('      user: "472:0"\n', '      user: "472:0"\n' + value))
-    (mini / ".env").write_text((mini / ".env.example").read_text())
-    res = run_invoke(mini, "urls")
+    (mini_files / ".env").write_text((mini_files / ".env.example").read_text())
+    res = run_invoke(mini_files, "urls")
     assert_paragraph(res, key, "infra/01-web/docker-compose.yml", shown)
 
 
@@ -121,12 +121,12 @@ def test_oserrors_get_a_fix_for_their_cause():
         assert err.where == "/p"
 
 
-def test_a_secret_template_without_value_is_refused(mini):
+def test_a_secret_template_without_value_is_refused(mini_files):
     """Every generated file would hold the same text: refused, naming the secret and the key (issue #12, item 6)."""
-    root = mini / "docker-compose.yml"
+    root = mini_files / "docker-compose.yml"
     text = root.read_text()
     root.write_text(text.replace('template: "https://hooks.example.invalid/{value}"',
                                  'template: "https://hooks.example.invalid/fixed"'))
-    res = run_invoke(mini, "secrets")
+    res = run_invoke(mini_files, "secrets")
     assert_paragraph(res, "secret hook_url", "{value}", "secrets.hook_url.x-readiness.template")
-    assert not (mini / "secrets" / "hook_url").exists()
+    assert not (mini_files / "secrets" / "hook_url").exists()

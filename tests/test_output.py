@@ -82,13 +82,13 @@ def test_every_task_prints_one_valid_document_on_success_and_on_failure(booted_m
     assert [f["id"] for f in pre["findings"] if f["severity"] == "error"] == ["secret.missing"]
 
 
-def test_a_stopped_engine_gives_one_error_document(mini, tmp_path):
-    assert run_invoke(mini, "env").returncode == 0
+def test_a_stopped_engine_gives_one_error_document(mini_files, tmp_path):
+    assert run_invoke(mini_files, "env").returncode == 0
     gone = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
-    pre = document(run_invoke(mini, "preflight", "--json", env=gone), "preflight", 1)
+    pre = document(run_invoke(mini_files, "preflight", "--json", env=gone), "preflight", 1)
     assert "docker.engine-unreachable" in [f["id"] for f in pre["findings"] if f["severity"] == "error"]
     for task in ("health", "status", "up", "bootstrap"):
-        doc = document(run_invoke(mini, task, "--json", env=gone), "error", 1)
+        doc = document(run_invoke(mini_files, task, "--json", env=gone), "error", 1)
         assert "engine" in doc["error"]["what"] + doc["error"]["fix"], (task, doc)
 
 
@@ -218,16 +218,16 @@ def test_waiting_for_a_lock_under_json_keeps_stdout_for_the_document(tmp_path):
     assert "waiting for another run to release" in err.getvalue()
 
 
-def test_reset_names_the_compose_volumes_it_would_delete(mini):
+def test_reset_names_the_compose_volumes_it_would_delete(mini_files):
     """`invoke reset` (whole stack) runs `down --volumes`: its confirmation lists the Compose
     volumes that go with it, not only the data directories."""
-    compose_file = mini / "infra" / "01-web" / "docker-compose.yml"
+    compose_file = mini_files / "infra" / "01-web" / "docker-compose.yml"
     text = compose_file.read_text()
     text = text.replace("      - ${DATA_ROOT:-../../data}/web:/www\n",
                         "      - ${DATA_ROOT:-../../data}/web:/www\n      - cache:/cache\n", 1)
     compose_file.write_text(text + "\nvolumes:\n  cache: {}\n")
-    assert run_invoke(mini, "env").returncode == 0
-    res = run_invoke(mini, "reset")
+    assert run_invoke(mini_files, "env").returncode == 0
+    res = run_invoke(mini_files, "reset")
     assert res.returncode == 2 and "volume cache (web)" in res.stderr, res.stderr
-    res = run_invoke(mini, "reset", "--service", "web")
+    res = run_invoke(mini_files, "reset", "--service", "web")
     assert res.returncode == 2 and "volume " not in res.stderr, res.stderr  # `rm --stop`: no volume goes

@@ -73,7 +73,7 @@ def only(project, ident, code=1):
 
 
 @pytest.fixture(params=STACKS, ids=[s.fixture for s in STACKS])
-def ready(request):
+def ready(request, docker):
     stack: Stack = request.param
     project = request.getfixturevalue(stack.fixture)
     result = run_invoke(project, "bootstrap")
@@ -212,14 +212,14 @@ def set_env(project, key: str, value: str) -> str:
     return original
 
 
-def docker(*args: str) -> subprocess.CompletedProcess[str]:
+def docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     return res
 
 
 def engine_info(field: str) -> str:
-    return docker("info", "--format", "{{." + field + "}}").stdout.strip()
+    return docker_cli("info", "--format", "{{." + field + "}}").stdout.strip()
 
 
 #: Per stack: the variable naming its external network, a service's image variable, and where
@@ -247,14 +247,14 @@ def test_containers_of_this_project_from_another_directory(ready):
     project, _ = ready
     name, other = project_name(project), "/srv/another-checkout"
     container = f"readiness-test-{uuid.uuid4().hex[:8]}"
-    docker("create", "--name", container, "--label", f"com.docker.compose.project={name}",
+    docker_cli("create", "--name", container, "--label", f"com.docker.compose.project={name}",
            "--label", f"com.docker.compose.project.working_dir={other}", ensure_helper_image(), "true")
     try:
         f = only(project, "project.other-directory")
         assert f["file"] == other and container in f["message"] and name in f["message"]
         assert f"docker compose -p {name} down" in f["fix"] and "COMPOSE_PROJECT_NAME" in f["fix"]
     finally:
-        docker("rm", "-f", container)
+        docker_cli("rm", "-f", container)
     assert findings(project) == (0, [])
 
 
@@ -264,14 +264,14 @@ def test_published_port_held_by_a_container(ready):
     env = (project / ".env").read_text().splitlines()
     port = int(next(ln for ln in env if ln.startswith(stack.port_var + "=")).split("=")[1])
     container, other = f"readiness-test-{uuid.uuid4().hex[:8]}", f"other-stack-{uuid.uuid4().hex[:6]}"
-    docker("run", "-d", "--name", container, "--label", f"com.docker.compose.project={other}",
+    docker_cli("run", "-d", "--name", container, "--label", f"com.docker.compose.project={other}",
            "-p", f"127.0.0.1:{port}:80", "--entrypoint", "/bin/sleep", ensure_helper_image(), "600")
     try:
         f = only(project, "port.in-use")
         assert f"published by container {container} of Compose project {other}" in f["message"]
         assert f"docker compose -p {other} down" in f["fix"] and f["service"] == stack.port_service
     finally:
-        docker("rm", "-f", container)
+        docker_cli("rm", "-f", container)
     assert findings(project) == (0, [])
 
 
@@ -280,11 +280,11 @@ def test_external_network_that_is_not_a_plain_bridge(ready):
     var = ENGINE_FACTS[stack.fixture][0]
     lines = (project / ".env").read_text().splitlines()
     network = next(ln.split("=", 1)[1] for ln in lines if ln.startswith(var + "="))
-    docker("network", "rm", network)
-    docker("network", "create", "--internal", network)  # what another tool might have made under this name
+    docker_cli("network", "rm", network)
+    docker_cli("network", "create", "--internal", network)  # what another tool might have made under this name
     f = only(project, "network.mismatch")
     assert network in f["message"] and "internal" in f["message"] and f"docker network rm {network}" in f["fix"]
-    docker("network", "rm", network)
+    docker_cli("network", "rm", network)
     assert run_invoke(project, "networks").returncode == 0
     assert findings(project) == (0, [])
 
@@ -363,7 +363,7 @@ def test_image_built_for_another_architecture(ready, tmp_path):
     empty = tmp_path / "empty.tar"
     with tarfile.open(empty, "w"):
         pass
-    docker("image", "import", "--platform", f"linux/{foreign}", str(empty), image)
+    docker_cli("image", "import", "--platform", f"linux/{foreign}", str(empty), image)
     try:
         original = set_env(project, var, image)
         emulated = hostfacts.can_emulate(foreign, hostfacts.binfmt_handlers())
@@ -373,7 +373,7 @@ def test_image_built_for_another_architecture(ready, tmp_path):
         (project / ".env").write_text(original)
         assert findings(project) == (0, [])
     finally:
-        docker("image", "rm", image)
+        docker_cli("image", "rm", image)
 
 
 # --------------------------------------------------------------------- ulimits the engine cannot apply

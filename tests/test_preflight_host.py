@@ -36,9 +36,9 @@ def engine_of(kind: str, *, client_os: str = "Linux", options: tuple[str, ...] =
 
 
 @pytest.fixture
-def mini_model(mini):
-    assert run_invoke(mini, "env").returncode == 0
-    return compose.load(mini)
+def mini_model(mini_files):
+    assert run_invoke(mini_files, "env").returncode == 0
+    return compose.load(mini_files)
 
 
 def test_desktop_file_sharing(mini_model, tmp_path):
@@ -113,7 +113,7 @@ def test_sizes_heaps_and_limits():
     assert check_resources.limits({"cpus": "0.5", "mem_limit": "256m"}) == (0.5, 256 * 2 ** 20)
 
 
-def test_postgres_majors_and_patroni_clusters(repo):
+def test_postgres_majors_and_patroni_clusters(repo_files):
     assert dbfacts.major("ghcr.io/zalando/spilo-17:4.0-p3", None) == dbfacts.Major(17, False, "its name")
     assert dbfacts.major("postgres:16.4-bookworm", None).exact
     assert dbfacts.major("x", ["PG_MAJOR=18", "PATH=/usr/lib/postgresql/18/bin"]) == \
@@ -124,8 +124,8 @@ def test_postgres_majors_and_patroni_clusters(repo):
     assert spilo.runs(17) and spilo.runs(15) and not spilo.runs(18)
     assert not dbfacts.Major(17, True, "").runs(16)
     assert dbfacts.data_major("9.6") == 9 and dbfacts.data_major(None) is None
-    assert run_invoke(repo, "env").returncode == 0
-    model = compose.load(repo)
+    assert run_invoke(repo_files, "env").returncode == 0
+    model = compose.load(repo_files)
     assert dbfacts.clusters(model) == [dbfacts.Cluster("infra-pg", ("spilo-1", "spilo-2"), ("etcd",))]
 
 

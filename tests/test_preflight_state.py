@@ -61,7 +61,7 @@ BAKED = [
 
 
 @pytest.fixture(params=BAKED, ids=[b[0] for b in BAKED])
-def baked_stack(request):
+def baked_stack(request, docker):
     fixture, secret, service, data, owner, compose_file, anchor = request.param
     project = request.getfixturevalue(fixture)
     if compose_file:  # the fixture stack declares it here, as the shipped stack does for grafana

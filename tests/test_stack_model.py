@@ -32,6 +32,7 @@ from readiness.preflight.facts import Facts
 from readiness.prepare import secrets as secretslib
 from readiness.run import health
 from readiness.stack import compose, envfile, sources
+from readiness.system import engine as enginelib
 
 CREDENTIAL_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
 #: A key a secret scanner reads as a credential whatever its value (issue #14, item 5): it
@@ -62,13 +63,20 @@ SOCKET = "/var/run/docker.sock"
 SOCKET_TARGETS = ("/var/run/docker.sock", "/run/docker.sock")
 
 
+#: A rootful engine as ``docker info`` describes one: the secrets' modes do not matter here, so
+#: the stack's secrets are generated without asking an engine.
+ROOTFUL = enginelib.parse_info({"ServerVersion": "26.1.5", "KernelVersion": "6.1.0", "DockerRootDir": "/var/lib/docker",
+                                "OperatingSystem": "Debian GNU/Linux 12", "SecurityOptions": []},
+                               docker_host=None, local_kernel="6.1.0", local_uid=1000)
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, docker):
-    """The repository's stack, bootstrapped (secrets generated) in a temp copy."""
+def stack(tmp_path_factory, compose_cli):
+    """The repository's stack in a temp copy, rendered by Compose, with its secrets generated."""
     dest = copy_repo(tmp_path_factory.mktemp("stack") / "repo")
     assert run_invoke(dest, "env").returncode == 0
-    assert run_invoke(dest, "secrets").returncode == 0
     model = compose.load(dest)
+    secretslib.ensure(model, ROOTFUL)
     return dest, model
 
 
@@ -198,7 +206,7 @@ def test_every_http_service_is_routed_and_probed(stack):
             "haproxy", "valkey"} <= probed
 
 
-def test_config_is_clean_after_bootstrap_and_names_the_prerequisite_before(tmp_path, docker):
+def test_config_is_clean_after_bootstrap_and_names_the_prerequisite_before(tmp_path, compose_cli):
     fresh = copy_repo(tmp_path / "fresh")
     cmd = ["docker", "compose", "config", "--quiet"]
     before = subprocess.run(cmd, cwd=fresh, capture_output=True, text=True)

@@ -157,7 +157,7 @@ def for_oracle(text: str) -> str:
     return "".join("S" if ch == "$" or unicodedata.category(ch) == "Cn" else ch for ch in text)
 
 
-def test_reader_agrees_with_compose(tmp_path, docker):
+def test_reader_agrees_with_compose(tmp_path, compose_cli):
     """A sample of generated files: Compose refuses exactly the ones the reader finds an error in,
     and takes exactly the variables and values the reader finds from the others."""
     r = LEDGER.row("input.env-parse")
@@ -223,7 +223,7 @@ def test_ensure_keeps_every_byte_and_value_and_appends_the_examples_lines(curren
         r.check(again.added == [] and env_path.read_bytes() == after, "a second ensure changes nothing")
 
 
-def test_ensure_keeps_composes_view_of_every_variable(tmp_path, docker):
+def test_ensure_keeps_composes_view_of_every_variable(tmp_path, compose_cli):
     """A sample of generated (.env, .env.example) pairs through ``ensure`` (the body of `invoke env`):
     Compose's view of every variable .env had is the same afterwards, and Compose reads the result."""
     r = LEDGER.row("input.env-ensure")
@@ -321,7 +321,7 @@ def compose_bare_variables(text: str, workdir: Path) -> set[str] | None:
             and not v.get("PresenceValue")}
 
 
-def test_unescaped_refs_agrees_with_compose(tmp_path, docker):
+def test_unescaped_refs_agrees_with_compose(tmp_path, compose_cli):
     """A sample of generated strings: our bare references are exactly Compose's bare variables."""
     r = LEDGER.row("input.compose-oracle")
     r.lost_note = PURE
