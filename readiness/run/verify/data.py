@@ -75,8 +75,10 @@ def postgres(ctx: Context, svc: str) -> list[Verdict]:
 @probe("patroni", "one leader, every other member a streaming replica, with its lag")
 def patroni(ctx: Context, services: list[str]) -> list[Verdict]:
     """Patroni's REST API (patroni.readthedocs.io, "Patroni REST API": ``GET /cluster``),
-    asked inside a member (the API is not published): exactly one leader, running; every
-    other member of the stack a replica in state ``streaming``, with its replication lag."""
+    and ``GET /config``, asked inside a member (the API is not published): exactly one leader,
+    running; every other member of the stack a replica in state ``streaming``, with its
+    replication lag; and where the cluster's ``synchronous_mode`` is on, one of them its
+    synchronous standby (without one, a commit is acknowledged with no second copy)."""
     from tenacity import wait_fixed
 
     members = {svc: str(ctx.model.services[svc].get("hostname") or svc) for svc in services}
@@ -87,8 +89,11 @@ def patroni(ctx: Context, services: list[str]) -> list[Verdict]:
         view = {m.get("name"): m for m in doc.get("members") or []}
         leaders = [name for name, m in view.items() if m.get("role") in ("leader", "standby_leader")]
         # A replica that has just started is "running" or "starting" for a moment before it
-        # streams (right after `invoke up`): the state that must hold is waited for, briefly.
+        # streams, and Patroni names a streaming replica synchronous in its next loop (right
+        # after `invoke up`): the state that must hold is waited for, briefly.
         settling = [m for name, m in view.items() if name not in leaders and m.get("state") in TRANSIENT]
+        if _synchronous(doc) and not settling and not any(m.get("role") == "sync_standby" for m in view.values()):
+            settling = [m for name, m in view.items() if name not in leaders]
         return doc, errors, view, leaders, settling
 
     doc, errors, view, leaders, _ = poll(look, lambda seen: not seen[4], wait=wait_fixed(0.5), timeout=SETTLE)
@@ -109,10 +114,14 @@ def patroni(ctx: Context, services: list[str]) -> list[Verdict]:
             expect(state == "streaming", f"{member.get('role')}, state {state}, lag {member.get('lag')}",
                    f"`invoke logs {svc}`: a replica that cannot stream from the leader (pg_rewind, a missing WAL)")
             lag = member.get("lag")
+            if _synchronous(doc) and not any(m.get("role") == "sync_standby" for m in view.values()):
+                raise Failed(f"{member.get('role')}, streaming, lag {_lag(lag)}, but not synchronous although the "
+                             "cluster's synchronous_mode is on: the leader acknowledges commits it alone holds",
+                             f"`invoke logs {svc}` and the leader's; `patronictl list` shows the Sync Standby")
             return f"{member.get('role')}, streaming from {leaders[0]}, lag {_lag(lag)}"
 
-        out.append(ctx.attempt(svc, "cluster role", "GET /cluster (Patroni REST API, inside a member)", role,
-                               f"`invoke logs {svc}`"))
+        out.append(ctx.attempt(svc, "cluster role", "GET /cluster and /config (Patroni REST API, inside a member)",
+                               role, f"`invoke logs {svc}`"))
     return out
 
 
@@ -122,15 +131,23 @@ TRANSIENT = {"starting", "running", "creating replica", "restarting", "stopping"
 
 
 def _cluster(ctx: Context, services: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """``GET /cluster`` from the first member that answers, and why the others did not."""
+    """``GET /cluster`` from the first member that answers (with ``GET /config`` under the key
+    ``config``, from the same command), and why the others did not."""
     errors = []
+    get = f"curl -fsS --max-time {int(TIMEOUT)} http://localhost:8008"
+    script = f"{get}/cluster && echo && {get}/config"
     for svc in services:
         try:
-            return json.loads(ctx.exec(svc, "curl", "-fsS", "--max-time", str(int(TIMEOUT)),
-                                       "http://localhost:8008/cluster", timeout=TIMEOUT + 10)), errors
+            cluster, _, config = ctx.exec(svc, "sh", "-c", script, timeout=2 * TIMEOUT + 10).partition("\n")
+            return {**json.loads(cluster), "config": json.loads(config or "{}")}, errors
         except (Failed, ValueError) as exc:
             errors.append(f"{svc}: {exc}")
     return {}, errors
+
+
+def _synchronous(doc: dict[str, Any]) -> bool:
+    """Whether the cluster's dynamic configuration asks for synchronous replication."""
+    return bool((doc.get("config") or {}).get("synchronous_mode"))
 
 
 def _lag(value: Any) -> str:
