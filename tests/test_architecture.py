@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("readiness.stack",),
     ("readiness.prepare",),
     ("readiness.preflight", "readiness.run"),
-    ("readiness.cli", "readiness.steps", "readiness.guard", "readiness.docs"),
+    ("readiness.cli", "readiness.steps", "readiness.guard"),
 )
 #: Layers whose members may import each other (foundation, entry points).
 OPEN_LAYERS = (0, len(LAYERS) - 1)
@@ -207,6 +207,23 @@ def test_the_architecture_document_lists_every_module():
     assert "stack/compose.py" in entries and "run/verify/" in entries, entries
     problems = tree_problems(PACKAGE, entries)
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)
+
+
+def imports_of(root: Path, top: str) -> list[str]:
+    """``module: import`` for every import of a top-level package ``top`` in the package at ``root``."""
+    found = []
+    for name, path in sorted(modules(root).items()):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{name}: {n}" for n in names if n == top or n.startswith(top + ".")]
+    return found
+
+
+def test_the_package_never_imports_the_tools():
+    """tools/ renders and checks the documents; the toolkit runs without it (it is not installed)."""
+    assert imports_of(PACKAGE, "tools") == []
+    assert imports_of(REPO / "tools", "readiness"), "tools/docs renders from the package: the check reads nothing"
 
 
 def test_check_modules_import_the_facts_never_the_table():

@@ -43,3 +43,43 @@ def test_the_variable_is_not_part_of_the_output():
     doc = to_doc([Finding("compose.warning", ERROR, "m", "f", variable="X")])
     assert doc["findings"] == [{"id": "compose.warning", "severity": "error", "message": "m", "fix": "f",
                                 "service": "", "file": ""}]
+
+
+def finding_ids_in_code(package: Path) -> set[str]:
+    """The id of every ``Finding(...)`` the package builds: its first argument, a string, either
+    branch of a conditional, or what a variable of that name is assigned in the module."""
+    import ast
+
+    def strings(node: ast.expr, assigned: dict[str, list[ast.expr]]) -> set[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value}
+        if isinstance(node, ast.IfExp):
+            return strings(node.body, assigned) | strings(node.orelse, assigned)
+        if isinstance(node, ast.Name):
+            return {s for value in assigned.get(node.id, []) for s in strings(value, {})}
+        return set()
+
+    ids = set()
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assigned: dict[str, list[ast.expr]] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        assigned.setdefault(target.id, []).append(node.value)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Finding" and node.args:
+                ids |= strings(node.args[0], assigned)
+    return ids
+
+
+def test_every_finding_the_checks_report_is_in_the_catalogue_and_no_entry_is_dead():
+    """The runbook's troubleshooting table is rendered from the catalogue: an id missing from it
+    would have no row, and an entry no check reports would document nothing."""
+    from readiness.preflight.catalog import CATALOG
+
+    used = finding_ids_in_code(Path(table.__file__).resolve().parent.parent)
+    assert len(used) > 30, used
+    assert sorted(used - set(CATALOG)) == [], "ids reported but not in readiness/preflight/catalog.py"
+    assert sorted(set(CATALOG) - used) == [], "catalogue entries no check reports"

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from readiness.errors import ToolkitError
-from readiness.preflight import check_compose, check_secrets, findings
+from readiness.preflight import catalog, check_compose, check_secrets, findings
 from readiness.preflight.facts import Facts
 from readiness.prepare import secrets as secretslib
 from readiness.stack import envfile
@@ -382,7 +382,7 @@ def names_outcome(r, root: Path, secret: str, service: str, x: dict, user) -> tu
     except ToolkitError as exc:
         r.check(exc.message and exc.fix, "a refusal is a ToolkitError with a message and a fix", exc.render())
         return ("error", exc.render().replace(str(root), "<root>"))
-    r.check(all(f.id in findings.CATALOG for f in found), "every finding's id is in the catalog", found)
+    r.check(all(f.id in catalog.CATALOG for f in found), "every finding's id is in the catalog", found)
     actions = [(model.relpath(c.path), c.action) for c in changes]
     return (repr(actions), findings.to_text(found), findings.to_json(found))
 

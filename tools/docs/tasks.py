@@ -1,40 +1,32 @@
 """The task tables of README.md and OPERATIONS.md, rendered from Invoke's own task list.
 
-    python -m readiness.docs           # rewrite every marked table in place
-    python -m readiness.docs --check   # exit 1, naming each table that differs
-
 Why generated: a hand-written table drifts from ``tasks.py`` (OPERATIONS.md once documented
 ``invoke logs --service`` after the argument had become positional). Here every row comes
 from the collection Invoke builds from ``tasks.py`` at run time -- task names, docstrings,
 arguments, their kinds, defaults and ``help`` -- so a new task or option shows up in the
-tables on the next run, and ``tests/test_docs_drift.py`` fails until the tables are rendered.
+tables on the next run of ``python -m tools.docs``, and ``--check`` fails until then.
 
-A table lives between two marker comments; the begin marker chooses the tasks and the style::
+The begin marker chooses the tasks and the style::
 
     <!-- tasks:begin -->                              every task: Command | What it does
     <!-- tasks:begin style=full only=up,health -->    these tasks, with their options
     <!-- tasks:begin style=full except=up,health -->  every other task (a new one lands here)
     <!-- tasks:end -->
 
-Tasks keep the order of ``tasks.py``. Only the text between the markers is rewritten.
+Tasks keep the order of ``tasks.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import re
 import sys
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TASKS_PY = ROOT / "tasks.py"
-DOCUMENTS = ("README.md", "OPERATIONS.md")
-BEGIN = re.compile(r"<!-- tasks:begin(?P<spec>[^>]*?)-->")
-END = "<!-- tasks:end -->"
+from .table import cell as _cell
+
 STYLES = ("summary", "full")
 
 
@@ -80,7 +72,7 @@ def _option(arg) -> Option:
                   repeatable=kind is list)
 
 
-def load_tasks(tasks_py: Path = TASKS_PY) -> list[TaskDoc]:
+def load_tasks(tasks_py: Path) -> list[TaskDoc]:
     """Every task of the collection Invoke builds from ``tasks_py``, in the file's order."""
     import invoke
 
@@ -109,10 +101,6 @@ def load_tasks(tasks_py: Path = TASKS_PY) -> list[TaskDoc]:
             options=tuple(_option(a) for a in args if not a.positional),
         ))
     return out
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 def _synopsis(task: TaskDoc) -> str:
@@ -148,17 +136,8 @@ def render_table(tasks: Iterable[TaskDoc], style: str = "summary") -> str:
     return "\n".join(lines)
 
 
-def _parse_spec(spec: str) -> dict[str, str]:
-    out = {}
-    for word in spec.split():
-        key, sep, value = word.partition("=")
-        if not sep or key not in ("style", "only", "except"):
-            raise ValueError(f"tasks:begin: cannot read {word!r} (style=, only=, except=)")
-        out[key] = value
-    return out
-
-
 def select(tasks: list[TaskDoc], spec: dict[str, str]) -> list[TaskDoc]:
+    """The tasks ``only=`` or ``except=`` choose, in the order of ``tasks.py``."""
     names = [t.name for t in tasks]
     for key in ("only", "except"):
         unknown = [n for n in spec.get(key, "").split(",") if n and n not in names]
@@ -171,46 +150,9 @@ def select(tasks: list[TaskDoc], spec: dict[str, str]) -> list[TaskDoc]:
     return [t for t in tasks if t.name not in dropped]
 
 
-def render(text: str, tasks: list[TaskDoc]) -> str:
-    """``text`` with every marked table rendered from ``tasks``."""
-    out, pos = [], 0
-    for m in BEGIN.finditer(text):
-        if m.start() < pos:
-            continue
-        end = text.find(END, m.end())
-        if end < 0:
-            raise ValueError(f"{m.group(0)} has no {END}")
-        spec = _parse_spec(m.group("spec"))
-        table = render_table(select(tasks, spec), spec.get("style", "summary"))
-        out += [text[pos:m.end()], "\n", table, "\n"]
-        pos = end
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m readiness.docs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a table differs")
-    args = parser.parse_args(argv)
-    tasks = load_tasks()
-    stale = []
-    for rel in DOCUMENTS:
-        path = ROOT / rel
-        text = path.read_text(encoding="utf-8")
-        new = render(text, tasks)
-        if new == text:
-            continue
-        stale.append(rel)
-        if not args.check:
-            path.write_text(new, encoding="utf-8")
-            print(f"{rel}: task tables rendered")
-    if args.check and stale:
-        print("task tables out of date in " + ", ".join(stale) + ": run `python -m readiness.docs`", file=sys.stderr)
-        return 1
-    if not stale:
-        print("task tables: nothing changed")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def render(tasks: list[TaskDoc], options: dict[str, str]) -> str:
+    """The table a ``tasks`` block with these options shows."""
+    unknown = set(options) - {"style", "only", "except"}
+    if unknown:
+        raise ValueError(f"tasks:begin: unknown option {', '.join(sorted(unknown))} (style=, only=, except=)")
+    return render_table(select(tasks, options), options.get("style", "summary"))

@@ -1,0 +1,1 @@
+"""Tools that work on the repository, outside the toolkit's runtime (not installed with it)."""
