@@ -80,7 +80,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack(docker, tmp_path_factory) -> Iterator[Stack]:
+def stack(engine_answers, tmp_path_factory) -> Iterator[Stack]:
     """A fresh clone with host overrides in .env, the override file and its images (not booted)."""
     _require_tools()
     s = Stack.create(tmp_path_factory.mktemp("e2e"), build=False)

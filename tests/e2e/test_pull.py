@@ -1,4 +1,4 @@
-"""End-to-end: a first boot that pulls its images from a real registry (issue #10).
+"""End-to-end: a first boot that pulls its images from a real registry.
 
 Its own fresh clone, in registry mode (``registry.publish``): every ``*_IMAGE`` in ``.env``
 names an image in a real ``docker-registry`` on 127.0.0.1, behind a relay the tests can slow
@@ -46,7 +46,7 @@ def out(res) -> str:
 
 
 @pytest.fixture(scope="module")
-def pulled(docker, tmp_path_factory) -> Iterator[tuple[Stack, ThrottledProxy, dict[str, str]]]:
+def pulled(engine_answers, tmp_path_factory) -> Iterator[tuple[Stack, ThrottledProxy, dict[str, str]]]:
     """A clone in registry mode: (stack, relay, variable -> image reference)."""
     if enginelib.info(fresh=True).kind == "rootless":
         pytest.skip("a rootless engine cannot reach a registry on the host's 127.0.0.1 (runs on the rootful engine)")
@@ -150,7 +150,7 @@ def test_slow_registry_cold_boot_waits_for_the_pull_and_reports_progress(pulled)
     assert "Where the stack lives" in "\n".join(line for _, line in lines), text
     health = stack.invoke("health", "--json", timeout=120)
     assert health.returncode == 0, out(health)
-    # The success document of a real health check validates against its schema (issue #15).
+    # The success document of a real health check validates against its schema.
     doc = json.loads(health.stdout)
     assert doc["ok"] is True and not list(validator("checks").iter_errors(doc))
     assert {c["kind"] for c in doc["checks"]} == {"container", "https", "tcp"}
