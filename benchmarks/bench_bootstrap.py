@@ -2,11 +2,11 @@
 bare `docker compose config --quiet`.
 
 Prints the median wall time of each (at least 5 runs, interleaved so that machine noise hits
-all alike) and their ratios. Targets: bootstrap <= 4x (issue #2), preflight <= 3x (issue #11:
-the preflight checks share one `docker info`, `docker ps`, `docker network ls` and
-`docker image inspect`, and what the data directories hold is cached, so a warm preflight runs
-no helper container). A script, not a test: figures are printed, never asserted, so a slow CI
-machine cannot make the suite flaky.
+all alike) and their ratios. Targets: bootstrap <= 4x, preflight <= 3x (the preflight checks
+share one `docker info`, `docker ps`, `docker network ls` and `docker image inspect`, and what
+the data directories hold is cached, so a warm preflight runs no helper container). A script,
+not a test: figures are printed, never asserted, so a slow CI machine cannot make the suite
+flaky.
 
     python benchmarks/bench_bootstrap.py [--runs 7]
 """

@@ -8,7 +8,7 @@ down`` (containers gone; data, secrets and images kept). Prints each run, then, 
 
     cold boot: <median seconds> s (target <= 12 s)
 
-Issue #10's figure: 51 s with the shipped timing before ``start_interval`` (Docker 26.1.5).
+Before ``start_interval`` the shipped timing took 51 s (Docker 26.1.5).
 A script, not a test: figures are printed, never asserted (``--strict`` exits 1 when the
 target is missed). The stack is always torn down.
 

@@ -1,4 +1,4 @@
-"""`invoke up`'s two phases and where the stack lives, without booting the stack (issues #10, #15).
+"""`invoke up`'s two phases and where the stack lives, without booting the stack.
 
 The booting itself is the end-to-end suite's (tests/e2e); here: the compatibility override
 for engines before Docker 25 as Compose itself renders it, the pull progress and error

@@ -1,8 +1,7 @@
 """`invoke bootstrap` on a fixture stack, through the real CLI, the real engine and mkcert.
 
-Covers issue #2's acceptance items: a first run leaves every prerequisite, a second run
-changes no byte and says so, a deleted secret is recreated alone, an edited .env value
-survives. (REQ-BOOT-001..007, STORY-01, VAL-PLN-002/003)
+A first run leaves every prerequisite, a second run changes no byte and says so, a deleted
+secret is recreated alone, an edited .env value survives. (REQ-BOOT-001..007, STORY-01, VAL-PLN-002/003)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The engine is the authority: uid mapping, permissions, secret modes and ports, per engine kind.
 
-Issue #9. The pure functions are tested for every kind of engine from ``docker info``
-documents of the shape each kind returns (rootful, rootless, userns-remap, Docker Desktop,
+The pure functions are tested for every kind of engine from ``docker info`` documents of the
+shape each kind returns (rootful, rootless, userns-remap, Docker Desktop,
 remote). The engine the suite runs against -- rootful in the main CI pass, rootless in the
 rootless pass -- is then asked directly: its own ``/proc/self/uid_map`` seen from a
 container must equal the mapping the toolkit computed, and a container run as each

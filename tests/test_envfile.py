@@ -1,8 +1,8 @@
 """``.env`` as Compose reads it: the reader agrees with Compose, and ``invoke env`` changes nothing Compose sees.
 
 The oracle is Compose itself: ``docker compose config --environment`` prints the variables
-Compose took from ``.env`` (issue #12, item 1). Every test here uses the real Compose binary;
-nothing is mocked.
+Compose took from ``.env``. Every test here uses the real Compose binary (no engine); nothing
+is mocked.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Bad input ends in one paragraph naming the file (and line) and the fix, never a traceback.
 
-Issue #2 acceptance: a malformed .env line, invalid YAML in an included compose file, no
-Docker engine reachable, Compose v1.
+A malformed .env line, invalid YAML in an included compose file, no Docker engine reachable,
+Compose v1.
 """
 
 from __future__ import annotations

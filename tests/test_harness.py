@@ -1,4 +1,4 @@
-"""The test harness itself holds on any contributor machine (issue #12, item 7).
+"""The test harness itself holds on any contributor machine.
 
 * ``run_invoke`` gives the toolkit the caller's environment without the stack's variables:
   an exported ``LOCAL_DOMAIN`` (or ``COMPOSE_*``, ``READINESS_*``) in the shell that runs
@@ -23,7 +23,7 @@ def san_names(cert_pem: bytes) -> list[str]:
 
 
 def test_an_exported_stack_variable_does_not_reach_the_toolkit(mini_files, monkeypatch):
-    """Before issue #12 the certificate was issued for the caller's ``LOCAL_DOMAIN``, not .env's."""
+    """An exported ``LOCAL_DOMAIN`` once got the certificate issued for the caller's domain, not .env's."""
     monkeypatch.setenv("LOCAL_DOMAIN", "exported.invalid")
     monkeypatch.setenv("COMPOSE_PROJECT_NAME", "exported-project")
     monkeypatch.setenv("READINESS_EXTRA_COMPOSE_FILES", "does-not-exist.yml")

@@ -100,7 +100,7 @@ def test_failed_renders_are_not_cached(stack, calls):
     assert not list((stack / ".readiness" / "cache").glob("*.json"))
 
 
-# ---------------------------------------------------------------- inputs beyond the compose files (issue #12, item 2)
+# ---------------------------------------------------------------- inputs beyond the compose files
 
 
 def include_file(stack: Path) -> Path:

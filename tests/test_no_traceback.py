@@ -1,4 +1,4 @@
-"""Never a traceback: every way a task can end goes through one task class (issue #12, item 3).
+"""Never a traceback: every way a task can end goes through one task class.
 
 ``readiness.cli.ToolkitTask`` is the only place a run ends: a ToolkitError, an OSError (a
 ``secrets/`` left owned by root by a ``sudo`` run, a lock a filesystem refuses), a malformed
@@ -122,7 +122,7 @@ def test_oserrors_get_a_fix_for_their_cause():
 
 
 def test_a_secret_template_without_value_is_refused(mini_files):
-    """Every generated file would hold the same text: refused, naming the secret and the key (issue #12, item 6)."""
+    """Every generated file would hold the same text: refused, naming the secret and the key."""
     root = mini_files / "docker-compose.yml"
     text = root.read_text()
     root.write_text(text.replace('template: "https://hooks.example.invalid/{value}"',

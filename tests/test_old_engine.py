@@ -1,4 +1,4 @@
-"""An engine before Docker 25 boots the stack without `start_interval`, and preflight says so (issue #10).
+"""An engine before Docker 25 boots the stack without `start_interval`, and preflight says so.
 
 Compose refuses ``healthcheck.start_interval`` on such an engine before creating anything.
 `invoke up` degrades instead of refusing: it adds an override that drops the key with

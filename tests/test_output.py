@@ -1,10 +1,11 @@
 """One output layer: JSON documents that validate, exit codes as documented, colour only on a terminal.
 
-Issue #15. Every state-reporting task prints exactly one JSON document on stdout with
-``--json``, on success and on failure, and it validates against its schema in ``schemas/``
+Every state-reporting task prints exactly one JSON document on stdout with ``--json``, on
+success and on failure, and it validates against its schema in ``schemas/``
 (``error.schema.json`` for a toolkit error). The exit codes are README's table. Colour and
-symbols appear on a pseudo-terminal and nowhere else. Everything runs through the real CLI,
-the real engine and the small fixture stack (its two services use the helper image).
+symbols appear on a pseudo-terminal and nowhere else. Everything runs through the real CLI and
+the small fixture stack (its two services use the helper image), on the real engine where a
+test needs one.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Each prerequisite broken on a bootstrapped stack gives exactly one finding naming it.
 
-Issue #2 acceptance, on the small fixture stack and on this repository's own stack: a
-missing secret file; an unescaped ``$VAR`` in a healthcheck; a bind-mount directory owned by
-another uid; a published port taken by another process; a required variable blanked in
-.env; a certificate that does not cover a routed hostname. Reverting the change brings exit
-0 again. (REQ-BOOT-005, STORY-02, VAL-PLN-003)
+On the small fixture stack and on this repository's own stack: a missing secret file; an
+unescaped ``$VAR`` in a healthcheck; a bind-mount directory owned by another uid; a published
+port taken by another process; a required variable blanked in .env; a certificate that does not
+cover a routed hostname. Reverting the change brings exit 0 again. (REQ-BOOT-005, STORY-02,
+VAL-PLN-003)
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def test_secret_files_tracked_by_git_are_refused(mini):
     assert "Traceback" not in result.stderr
 
 
-# ------------------------------------------------------------------ issue #11: what the engine already holds,
+# ------------------------------------------------------------------ what the engine already holds,
 # mounts, resources, platform (stale state: tests/test_preflight_state.py)
 
 

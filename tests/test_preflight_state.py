@@ -1,4 +1,4 @@
-"""Stale state that breaks a boot or loses data (issue #11, item 1), on a real engine.
+"""Stale state that breaks a boot or loses data, on a real engine.
 
 Data is written into the data directories the way a container writes it: through the engine,
 as the directory's container owner (:func:`engine_sh`), so every test runs as root and as a

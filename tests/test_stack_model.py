@@ -1,14 +1,15 @@
-"""The shipped stack, asserted from the model Compose renders (issue #3).
+"""The shipped stack, asserted from the model Compose renders.
 
 For every service: a pinned image, a healthcheck (one-shots excepted), host ports only on
 127.0.0.1 by default, no plaintext credential in ``environment``, every container-shell
 ``$`` escaped. Alertmanager reads exactly ``smtp_password`` and ``slack_webhook``
 (REQ-BOOT-003, STORY-03, REQ-PRD-FUN-03); Spilo's passwords come only from the two Patroni
-secrets (REQ-BOOT-001, REQ-PRD-FUN-06). Also the least-exposure rules of issue #6 and the
-least-privilege rules of issue #14: ``no-new-privileges`` everywhere, ``cap_drop: [ALL]`` with
-only the pinned capabilities added back, each with its reason beside it, read-only root
-filesystems (a documented tmpfs per path the image writes), no credential-shaped key in
-``environment``, and the Docker socket held only by the read-only API proxy.
+secrets (REQ-BOOT-001, REQ-PRD-FUN-06). Also least exposure (nothing privileged, the Docker
+socket read-only and explained, Traefik's API not published) and least privilege:
+``no-new-privileges`` everywhere, ``cap_drop: [ALL]`` with only the pinned capabilities added
+back, each with its reason beside it, read-only root filesystems (a documented tmpfs per path
+the image writes), no credential-shaped key in ``environment``, and the Docker socket held only
+by the read-only API proxy.
 
 Each least-privilege rule is a function of the model (and of the comments of the compose
 files, where a reason is required) returning one message per offending service; its test
@@ -35,7 +36,7 @@ from readiness.stack import compose, envfile, sources
 from readiness.system import engine as enginelib
 
 CREDENTIAL_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
-#: A key a secret scanner reads as a credential whatever its value (issue #14, item 5): it
+#: A key a secret scanner reads as a credential whatever its value: it
 #: *ends* with one of these words. ``..._PASSWORD_FILE: /run/secrets/...`` does not.
 CREDENTIAL_SHAPED_KEY = re.compile(r"(TOKEN|PASSWORD|PASSWD|PASS|SECRET|KEY|CREDENTIALS?)$", re.I)
 
@@ -49,7 +50,7 @@ CAP_ADD = {
     "valkey": {"CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"},
 }
 #: Services that keep Docker's default capability set (no ``cap_drop: [ALL]``), each with its
-#: reason; issue #14 allows two at most. None needs it today.
+#: reason; at most two may. None needs it today.
 KEEP_DEFAULT_CAPS: dict[str, str] = {}
 #: Services whose image writes beside its own files at run time, so no read-only root.
 WRITABLE_ROOT = {
@@ -244,7 +245,7 @@ def test_secrets_are_file_backed_under_secrets_dir(stack):
         assert Path(spec["file"]).is_relative_to(root / "secrets"), name
 
 
-# --- least privilege (issue #14) -------------------------------------------------------------
+# --- least privilege --------------------------------------------------------------------------
 
 #: Keys whose reasons are read from the compose files' comments.
 _NOTED_KEYS = {"cap_add", "cap_drop", "tmpfs", "read_only", "security_opt"}

@@ -1,4 +1,4 @@
-"""A real userns-remap engine: the mapping, the secret modes and the data owners it needs (issue #9).
+"""A real userns-remap engine: the mapping, the secret modes and the data owners it needs.
 
 Under ``userns-remap`` every container uid, root included, is a subordinate host uid
 (``/var/lib/docker/<start>.<start>``): container root is *not* the file owner and its

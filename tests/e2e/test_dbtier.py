@@ -1,4 +1,4 @@
-"""End-to-end: the database tier and the cache with their real programs (issue #13).
+"""End-to-end: the database tier and the cache with their real programs.
 
 etcd, two Spilo members (Patroni 4 + PostgreSQL 17, behind a stand-in for Spilo's
 configuration step), HAProxy 3.2 and Valkey 8.1 from Debian, each in a local image that

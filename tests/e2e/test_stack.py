@@ -1,4 +1,4 @@
-"""End-to-end: the repository's compose stack, booted with locally built images (issue #4).
+"""End-to-end: the repository's compose stack, booted with locally built images.
 
 The tests run in file order and share one stack (``conftest.stack``): a fresh clone is
 bootstrapped and booted once, then disturbed and checked. Every ``invoke`` call is the
@@ -441,7 +441,7 @@ def api_request(stack: Stack, method: str, path: str, body: str = "") -> tuple[i
 
 
 def test_least_privilege_and_the_read_only_docker_api(running: Stack):
-    """Issue #14 on the running stack: every container runs with no-new-privileges, every
+    """Least privilege on the running stack: every container runs with no-new-privileges, every
     capability dropped but its reviewed ones, and a read-only root where the file says so; the
     real Traefik, Prometheus, Alertmanager (and the real database tier) run that way; Traefik
     holds no Docker socket and reads the API through the proxy, which refuses a write that the

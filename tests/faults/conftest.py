@@ -1,4 +1,4 @@
-"""Fixtures of the fault-injection suite (issue #6); the shared ones are in tests/conftest.py.
+"""Fixtures of the fault-injection suite; the shared ones are in tests/conftest.py.
 
 * every test's temp dir is searched for secret values after the test (``LEDGER.harvest``), so
   the hygiene test can look for each of them in every output the suite produced;

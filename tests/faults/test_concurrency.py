@@ -1,4 +1,4 @@
-"""Concurrency: two `invoke bootstrap` started at once on a fresh stack (issue #6).
+"""Concurrency: two `invoke bootstrap` started at once on a fresh stack.
 
 Both run against the real engine and mkcert. Each round must end with one consistent set:
 every secret created by exactly one of the two runs, the certificate issued once, the files

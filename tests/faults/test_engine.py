@@ -1,4 +1,4 @@
-"""Engine faults (issue #6): the Docker engine stopped before `invoke up`, or during `up --wait`.
+"""Engine faults: the Docker engine stopped before `invoke up`, or during `up --wait`.
 
 The machine's main dockerd is never touched (other tests and CI use it): the module starts a
 second, private dockerd with its own ``--data-root``, ``--exec-root``, ``--pidfile`` and socket

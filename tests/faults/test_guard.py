@@ -1,4 +1,4 @@
-"""Secret hygiene in git and on disk (issue #6).
+"""Secret hygiene in git and on disk.
 
 * A commit that tracks a file under ``secrets/`` (other than README.md/.gitkeep) is refused by
   ``python3 -m readiness.guard`` run on ``git diff --cached --name-only`` in a real repository,

@@ -1,4 +1,4 @@
-"""Interruption: `invoke env|secrets|certs` killed with SIGKILL at random moments (issue #6).
+"""Interruption: `invoke env|secrets|certs` killed with SIGKILL at random moments.
 
 Each task runs on a copy of the mini stack in a subprocess whose whole process group
 (``docker compose``, ``mkcert``) is killed after a delay drawn, with a fixed seed, from strata

@@ -1,4 +1,4 @@
-"""The reliability table's plumbing (issue #12, item 9): no test run writes the docs, the table
+"""The reliability table's plumbing: no test run writes the docs, the table
 says only what was asserted, and only a complete run reaches docs/reliability.md."""
 
 from __future__ import annotations

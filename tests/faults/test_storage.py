@@ -1,4 +1,4 @@
-"""Full disk and read-only paths (issue #6): a clear error naming the path, nothing lost.
+"""Full disk and read-only paths: a clear error naming the path, nothing lost.
 
 Real mounts, made by the test as root: a 16 KiB tmpfs (``mount -t tmpfs -o size=16k``) and a
 read-only bind mount (``mount --bind`` + ``mount -o remount,ro,bind``); every mount is undone

@@ -50,7 +50,7 @@ def test_no_output_contains_a_secret_value(tmp_path, docker):
 
 
 def test_the_main_engine_still_runs_containers_on_its_default_network(main_engine_baseline):
-    """The suite's second dockerd left the host's network alone (issue #12, item 8)."""
+    """The suite's second dockerd left the host's network alone."""
     baseline = main_engine_baseline
     if baseline.problem:
         unavailable("the main engine could not run a container on its default network before the suite's "

@@ -1,4 +1,4 @@
-"""The checks of issue #11 that need a machine this one cannot be, and the parsers behind them.
+"""The preflight checks that need a machine this one cannot be, and the parsers behind them.
 
 Docker Desktop, an SELinux-enforcing host and WSL2 cannot exist here, so for
 ``desktop.file-sharing``, ``host.selinux-relabel`` and ``host.wsl-windows-drive`` the facts
@@ -41,7 +41,7 @@ def mini_model(mini_files):
     return compose.load(mini_files)
 
 
-def test_desktop_file_sharing(mini_model, tmp_path):
+def test_a_project_docker_desktop_does_not_share_is_named(mini_model, tmp_path):
     facts = Facts(engine=engine_of(enginelib.Kind.DESKTOP, client_os="Darwin"))
     facts.desktop_shares = ("settings-store.json", ["/Users", "/Volumes"])
     [f] = check_host.check_desktop_sharing(mini_model, facts)
@@ -62,7 +62,7 @@ def test_desktop_file_sharing(mini_model, tmp_path):
     assert hostfacts.desktop_shares("Linux", home) is None
 
 
-def test_selinux_without_relabel(mini_model):
+def test_selinux_enforcing_names_a_bind_mount_without_a_relabel_option(mini_model):
     engine = engine_of(enginelib.Kind.ROOTFUL, options=("name=seccomp,profile=builtin", "name=selinux"))
     facts = Facts(engine=engine, selinux_enforcing=hostfacts.selinux_enforcing("1\n"))
     [f] = check_host.check_selinux(mini_model, facts)
@@ -76,7 +76,7 @@ def test_selinux_without_relabel(mini_model):
     assert hostfacts.selinux_enforcing(None) is None and hostfacts.selinux_enforcing("0") is False
 
 
-def test_wsl_project_on_a_windows_drive(mini_model):
+def test_a_project_on_a_windows_drive_under_wsl_is_named(mini_model):
     wsl = hostfacts.is_wsl("5.15.153.1-microsoft-standard-WSL2", None)
     assert wsl and not hostfacts.is_wsl("6.1.0-18-amd64", "Linux version 6.1.0-18-amd64 (debian-kernel@...)")
     facts = Facts(engine=engine_of(enginelib.Kind.ROOTFUL), wsl=wsl)
@@ -103,7 +103,7 @@ def test_image_references_match_what_the_engine_lists():
     assert hostfacts.normalize_ref("x/y:1@sha256:cd") == "x/y@sha256:cd"
 
 
-def test_sizes_heaps_and_limits():
+def test_sizes_heaps_and_limits_are_read_as_compose_and_the_jvm_write_them():
     assert [hostfacts.parse_size(v) for v in ("512m", "1536M", "1G", 1610612736, "2g", "x", True)] == \
         [512 * 2 ** 20, 1536 * 2 ** 20, 2 ** 30, 1610612736, 2 * 2 ** 30, None, None]
     spec = {"environment": {"OPENSEARCH_JAVA_OPTS": "-Xms512m -Xmx512m"},
@@ -113,7 +113,7 @@ def test_sizes_heaps_and_limits():
     assert check_resources.limits({"cpus": "0.5", "mem_limit": "256m"}) == (0.5, 256 * 2 ** 20)
 
 
-def test_postgres_majors_and_patroni_clusters(repo_files):
+def test_postgres_majors_and_patroni_clusters_come_from_images_and_the_model(repo_files):
     assert dbfacts.major("ghcr.io/zalando/spilo-17:4.0-p3", None) == dbfacts.Major(17, False, "its name")
     assert dbfacts.major("postgres:16.4-bookworm", None).exact
     assert dbfacts.major("x", ["PG_MAJOR=18", "PATH=/usr/lib/postgresql/18/bin"]) == \
@@ -135,7 +135,7 @@ def test_helper_script_lines_are_parsed_back():
     assert datastate.parse_helper("0 1 \n1 0 17\nnoise\n5 0 16\n", 2) == {0: (True, None), 1: (False, "17")}
 
 
-def test_external_network_driver_and_scope(mini_model):
+def test_an_external_network_of_another_driver_or_scope_is_named(mini_model):
     """Drivers this engine cannot create (macvlan, ipvlan: "operation not supported" here) and the
     swarm scope; the internal bridge is injected for real in test_preflight_findings."""
     name = next(iter(networks.external(mini_model)))
