@@ -27,7 +27,7 @@ OLD_DOCKERD = os.environ.get("READINESS_OLD_DOCKERD", "/opt/docker-20.10/usr/sbi
 
 
 @pytest.fixture(scope="module")
-def old_engine(docker) -> Iterator[PrivateEngine]:
+def old_engine(engine_answers) -> Iterator[PrivateEngine]:
     if not Path(OLD_DOCKERD).is_file():
         # Debian 13 machines have no Debian 12 package source to take Docker 20.10 from: it
         # cannot exist there. .ci/run prints a warning when it could not unpack it.

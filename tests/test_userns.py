@@ -24,7 +24,7 @@ WHY = "a userns-remap engine is a second dockerd, which needs root (CI pass 1 ru
 
 
 @pytest.fixture(scope="module")
-def remapped(docker) -> Iterator[PrivateEngine]:
+def remapped(engine_answers) -> Iterator[PrivateEngine]:
     engine = PrivateEngine(WHY, "--userns-remap=default", "--bridge=none")
     try:
         engine.start()
