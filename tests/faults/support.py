@@ -158,7 +158,7 @@ ROWS: dict[str, tuple[str, str]] = {
     "input.env-parse": ("Generated `.env` text through `envfile.parse_text`", "test_hostile_input"),
     "input.env-ensure": ("Generated `.env` files through `envfile.ensure` (append missing keys)",
                          "test_hostile_input"),
-    "input.interpolation": ("Generated interpolation strings through `preflight.unescaped_refs`",
+    "input.interpolation": ("Generated interpolation strings through `check_compose.unescaped_refs`",
                             "test_hostile_input"),
     "input.compose-oracle": ("The same strings checked against `docker compose config`", "test_hostile_input"),
     "input.names": ("Generated secret and service names through secrets/preflight", "test_hostile_input"),

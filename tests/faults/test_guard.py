@@ -24,6 +24,7 @@ from conftest import REPO, clean_env, require_tool
 
 from readiness import guard
 from readiness.prepare import secrets as secretslib
+from tools.docs.markdown import Doc, code_spans, inline_text, tables
 
 from .support import LEDGER, run
 
@@ -140,21 +141,21 @@ def test_pre_commit_refuses_a_commit_tracking_a_secret(git_repo):
 
 
 def documented_modes():
-    """File -> mode from secrets/README.md: the registry table, the rootCA note, the file-modes list."""
+    """File -> mode from secrets/README.md: the registry table (rendered from the registry by
+    ``python -m tools.docs``), the rootCA note, the file-modes list."""
     text = (REPO / "secrets" / "README.md").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| `")]
-    header = next(line for line in text.splitlines() if line.startswith("| Secret"))
-    cols = [c.strip() for c in header.strip("|").split("|")]
-    i_file, i_mode, i_policy = cols.index("File"), cols.index("Host mode"), cols.index("Character policy")
+    [(header, rows)] = [(h, r) for h, r in tables(Doc.parse(text)) if h[:1] == ["Secret"]]
+    i_file, i_value = header.index("File"), header.index("Value")
+    i_mode = next(i for i, h in enumerate(header) if h.startswith("Host mode"))
     out = {}
     for row in rows:
-        cells = [c.strip() for c in row.strip("|").split("|")]
+        file, cell = code_spans(row[i_file])[0], inline_text(row[i_mode])
         # "0400 (invoke run as root) / 0444 (as another user)": the mode for whoever runs this.
-        modes = re.findall(r"0[0-7]{3}", cells[i_mode])
-        mode = modes[1] if " / " in cells[i_mode] and len(modes) > 1 and os.geteuid() != 0 else modes[0]
-        out[cells[i_file].strip("`")] = int(mode, 8)
-        for side, mode in re.findall(r"`([\w.]+\.password)` \((0[0-7]{3})\)", cells[i_policy]):
-            out[str(os.path.join(os.path.dirname(cells[i_file].strip("`")), side))] = int(mode, 8)
+        modes = re.findall(r"0[0-7]{3}", cell)
+        mode = modes[1] if " / " in cell and len(modes) > 1 and os.geteuid() != 0 else modes[0]
+        out[file] = int(mode, 8)
+        for side, side_mode in re.findall(r"(secrets/[\w./-]+\.password) \((0[0-7]{3})\)", inline_text(row[i_value])):
+            out[side] = int(side_mode, 8)
     m = re.search(r"`(secrets/certs/rootCA\.pem)`[^()]*\([^)]*?(0[0-7]{3})\)", text, re.S)
     out[m.group(1)] = int(m.group(2), 8)
     m = re.search(r"`(secrets/)` and `(secrets/certs/)`: \*\*(0[0-7]{3})\*\*", text)
