@@ -66,6 +66,31 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         DURATIONS[report.nodeid] = DURATIONS.get(report.nodeid, 0.0) + report.duration
 
 
+#: Whose logs a failed scenario carries in its report: the database tier's, where a failure
+#: depends on timing that the test's own assertion message cannot show (which check HAProxy
+#: saw, when Patroni promoted). A CI log then explains a failure that does not reproduce.
+FAILURE_LOGS = {"test_dbtier.py": ("haproxy", "spilo-1", "spilo-2"), "test_verify.py": ("haproxy",)}
+FAILURE_LOG_LINES = 60
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    stack = getattr(item, "funcargs", {}).get("running") or getattr(item, "funcargs", {}).get("stack")
+    services = FAILURE_LOGS.get(item.path.name, ())
+    if not (report.failed and report.when == "call" and isinstance(stack, Stack) and services):
+        return
+    for service in services:
+        try:
+            res = stack.compose("logs", "--no-color", "--timestamps", "--tail", str(FAILURE_LOG_LINES), service,
+                                timeout=60)
+            tail = (res.stdout + res.stderr).splitlines()
+        except Exception as exc:  # noqa: BLE001 - a diagnostic must not replace the failure
+            tail = [f"(logs unavailable: {exc})"]
+        report.sections.append((f"{service}: last {FAILURE_LOG_LINES} log lines", "\n".join(tail)))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if not DURATIONS:
         return

@@ -102,11 +102,10 @@ def haproxy_rows(stack: StackLike, backend: str = "pg_primary") -> dict[str, dic
 def haproxy_servers(stack: StackLike, backend: str = "pg_primary") -> dict[str, str]:
     """Server -> status of a backend, as HAProxy's stats page shows it.
 
-    Besides ``UP`` and ``DOWN`` that is ``DOWN 1/2`` (down, 1 of ``rise`` passes counted:
-    after a server leaves DNS maintenance, ``init-state down`` starts it there, so that one
-    passing check would bring it up), ``UP 2/3`` (up, checks failing, not yet ``fall`` of
-    them), ``MAINT (resolution)`` (no DNS answer) and ``NOLB``/``DRAIN``. :func:`settled`
-    tells a final state from a transition."""
+    Besides ``UP`` and ``DOWN`` that is ``UP 2/3`` (up, checks failing, not yet ``fall`` of
+    them), ``DOWN n/m`` (down, n of ``rise`` passes counted; never seen while haproxy.cfg
+    says ``rise 1``), ``MAINT (resolution)`` (no DNS answer) and ``NOLB``/``DRAIN``.
+    :func:`settled` tells a final state from a transition."""
     return {name: row["status"] for name, row in haproxy_rows(stack, backend).items()}
 
 

@@ -125,7 +125,7 @@ def test_two_members_and_one_leader(running: Stack):
     key = f"/service/{doc['scope']}/leader"
     assert exec_(stack, "etcd", "/usr/local/bin/etcdctl", "get", key, "--print-value-only").strip() == leader
     # HAProxy's leader check (HEAD /primary on 8008): leader UP, replica DOWN (waited for:
-    # HAProxy checks every second and needs `rise` passes, so it may still be counting).
+    # a check of the new state may not have run yet).
     db.wait_for(f"HAProxy: {leader} UP, {replica} DOWN",
                 lambda: db.haproxy_servers(stack) == {leader: "UP", replica: "DOWN"}, timeout=30)
     # Through the published port: a writable server, and it is the leader's address.
