@@ -29,6 +29,9 @@ from .system import engine as enginelib
 from .system import fsutil, runner
 
 _MODELS: dict[Path, Model] = {}
+#: What the latest preflight of this process observed, per project: ``up`` reads its state
+#: snapshot (containers, images present) instead of asking the engine again.
+_FACTS: dict[Path, facts.Facts] = {}
 
 
 def model(project: Path, *, tolerate_missing: bool = False) -> Model:
@@ -249,7 +252,10 @@ def run_preflight_checks(project: Path) -> list[findings.Finding]:
         m: Model | None = model(project, tolerate_missing=True)
     except ToolkitError:
         m = None
-    return table.run_checks(m, facts.gather(m)) if m else table.preflight(project)
+    if not m:
+        return table.preflight(project)
+    observed = _FACTS[project] = facts.gather(m)
+    return table.run_checks(m, observed)
 
 
 def preflight_step(project: Path) -> Outcome:
@@ -285,7 +291,8 @@ def up(project: Path, timeout: int, *, verify_after: bool = True) -> Outcome:
     if not prepared.ok:
         return Outcome({"bootstrap": prepared.doc}, ok=False)
     m = model(project)
-    started = start.up(m, enginelib.info(), timeout)
+    snapshot = start.Snapshot.from_facts(m, _FACTS.get(project))
+    started, states = start.up(m, snapshot.engine or enginelib.info(), timeout, snapshot)
     healthy_at = time.time()
     say("up", f"all {len(m.services)} services are up and healthy", "ok")
     doc: dict[str, Any] = {"bootstrap": prepared.doc, "started": sorted(started)}
@@ -303,7 +310,7 @@ def up(project: Path, timeout: int, *, verify_after: bool = True) -> Outcome:
             return Outcome(doc, ok=False)
     where = urls_doc(m)
     output.current().text(urls_text(m, where))
-    doc["services"] = {c.service: c.detail for c in health.container_checks(m, health.ps(m))}
+    doc["services"] = {c.service: c.detail for c in health.container_checks(m, list(states.values()))}
     doc["urls"] = where
     return Outcome(doc)
 

@@ -82,6 +82,69 @@ def test_started_services_come_from_container_ids():
     after = {"a": {"ID": "1", "State": "running"}, "b": {"ID": "2", "State": "running"},
              "c": {"ID": "4", "State": "running"}, "d": {"ID": "5", "State": "running"}}
     assert start.started_services(before, after) == {"b", "c", "d"}
+    # Preflight's `docker ps --no-trunc` gives full ids, Compose may give short ones: the same container.
+    full = "f" * 12 + "0" * 52
+    assert start.started_services({"a": {"ID": full, "State": "running"}},
+                                  {"a": {"ID": full[:12], "State": "running"}}) == set()
+    assert start.started_services({"a": {"ID": "", "State": "running"}}, {"a": {"ID": "", "State": "running"}}) == {"a"}
+
+
+def test_project_containers_read_like_compose_ps():
+    """`up` reads its project's containers with `docker ps`; what `compose ps --format json`
+    says of the same containers (recorded from Compose 2.40 on Docker 26.1): service, name,
+    state, health from the status text, the exit code, and no `compose run` one-off."""
+    from readiness.system.engine import parse_project_containers
+
+    def line(name, service, state, status, oneoff="False"):
+        labels = (f"com.docker.compose.oneoff={oneoff},com.docker.compose.depends_on=etcd:service_healthy:false,"
+                  f"spilo-1:service_started:false,com.docker.compose.project=p,com.docker.compose.service={service}")
+        return json.dumps({"ID": name * 8, "Names": f"p-{name}-1", "Labels": labels, "State": state,
+                           "Status": status, "Ports": ""})
+
+    rows = parse_project_containers("\n".join([
+        line("a", "grafana", "running", "Up 14 seconds (healthy)"),
+        line("b", "init", "exited", "Exited (3) 14 seconds ago"),
+        line("c", "valkey", "running", "Up 2 seconds (health: starting)"),
+        line("d", "loki", "running", "Up 3 minutes (unhealthy)"),
+        line("e", "etcd", "exited", "Exited (137) Less than a second ago"),
+        line("f", "traefik", "created", "Created"),
+        line("g", "grafana", "running", "Up 1 second", oneoff="True"),
+    ]) + "\n")
+    assert [(r["Service"], r["Name"], r["State"], r["Health"], r["ExitCode"]) for r in rows] == [
+        ("grafana", "p-a-1", "running", "healthy", 0), ("init", "p-b-1", "exited", "", 3),
+        ("valkey", "p-c-1", "running", "starting", 0), ("loki", "p-d-1", "running", "unhealthy", 0),
+        ("etcd", "p-e-1", "exited", "", 137), ("traefik", "p-f-1", "created", "", 0)]
+    assert rows[0]["ID"] == "a" * 8
+
+
+def test_up_reads_preflights_snapshot_of_its_own_project(repo):
+    """`up` starts from what preflight just saw: this project's service containers (not another
+    project's, not a `compose run` one-off), and the images it lacks; nothing when the engine
+    was not asked, so that `up` asks itself."""
+    from readiness.preflight.facts import Container, Facts
+
+    assert run_invoke(repo, "env").returncode == 0
+    model = compose.load(repo)
+    wanted = pull.images(model)
+    assert len(wanted) >= 2
+    engine = parse_info({"ServerVersion": "26.1.5", "KernelVersion": "6.1"}, docker_host=None, local_kernel="6.1",
+                    local_uid=0)
+
+    def box(name, project, service, state="running", oneoff=False):
+        return Container(name=name, project=project, working_dir="", state=state, ports=(), id=name * 3,
+                         service=service, oneoff=oneoff)
+
+    facts = Facts(engine=engine, containers=[box("a", model.name, "valkey"), box("b", "other", "grafana"),
+                                             box("c", model.name, "valkey", oneoff=True),
+                                             box("d", model.name, "etcd", state="exited"), box("e", model.name, "")],
+                  images={i.ref: None for i in wanted[1:]}, images_known=True)
+    snap = start.Snapshot.from_facts(model, facts)
+    assert snap.engine is engine
+    assert snap.states == {"valkey": {"ID": "aaa", "State": "running"}, "etcd": {"ID": "ddd", "State": "exited"}}
+    assert [i.ref for i in snap.missing or []] == [wanted[0].ref]
+    assert start.Snapshot.from_facts(model, Facts(engine=engine, images_known=False)).missing is None
+    assert start.Snapshot.from_facts(model, Facts()) == start.Snapshot()
+    assert start.Snapshot.from_facts(model, None) == start.Snapshot()
 
 
 def test_urls_name_every_routed_service_once_with_covered_names(repo):

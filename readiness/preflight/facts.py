@@ -47,6 +47,9 @@ class Container:
     working_dir: str
     state: str
     ports: tuple[tuple[str, int], ...]  # (host ip, host port) it publishes
+    id: str = ""  # full id (``--no-trunc``)
+    service: str = ""  # its Compose service (label), "" for a container Compose did not create
+    oneoff: bool = False  # made by ``compose run``: not one of the project's service containers
 
 
 @dataclass
@@ -104,10 +107,6 @@ def parse_ports(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(out))
 
 
-def parse_labels(text: str) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in (text or "").split(",") if "=" in item)
-
-
 def model_images(model: Model) -> list[str]:
     return sorted({str(spec.get("image")) for spec in model.services.values() if spec.get("image")})
 
@@ -143,11 +142,7 @@ def gather(model: Model) -> Facts:
     commands = {
         "engine": list(enginelib.INFO_COMMAND),
         "networks": ["docker", "network", "ls", "--format", "{{json .}}"],
-        # Named fields, not `{{json .}}`: that one makes the CLI compute every container's size
-        # (seconds on a vfs engine with a few stacks), which bootstrap would wait for.
-        "containers": ["docker", "ps", "--all", "--no-trunc", "--format",
-                       '{"Names":{{json .Names}},"Labels":{{json .Labels}},"State":{{json .State}},'
-                       '"Ports":{{json .Ports}}}'],
+        "containers": ["docker", "ps", "--all", "--no-trunc", "--format", enginelib.PS_FORMAT],
     }
     if images:  # one call for all: it prints the images the engine has and names the others on stderr
         commands["images"] = ["docker", "image", "inspect", "--format", hostfacts.IMAGE_FORMAT, *images]
@@ -162,11 +157,13 @@ def gather(model: Model) -> Facts:
                                                    "internal": str(n.get("Internal", "")).lower()}
                               for n in _json_lines(results["networks"].stdout)}
         for c in _json_lines(results["containers"].stdout):
-            labels = parse_labels(str(c.get("Labels", "")))
+            labels = enginelib.parse_labels(str(c.get("Labels", "")))
             facts.containers.append(Container(
                 name=str(c.get("Names", "")), project=labels.get("com.docker.compose.project", ""),
                 working_dir=labels.get("com.docker.compose.project.working_dir", ""), state=str(c.get("State", "")),
-                ports=parse_ports(str(c.get("Ports", "")))))
+                ports=parse_ports(str(c.get("Ports", ""))), id=str(c.get("ID", "")),
+                service=labels.get("com.docker.compose.service", ""),
+                oneoff=labels.get("com.docker.compose.oneoff", "").lower() == "true"))
         if "images" in results:
             res = results["images"]
             facts.images = hostfacts.parse_images(res.stdout, images)

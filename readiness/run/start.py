@@ -22,7 +22,9 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import output
 from ..errors import ToolkitError
@@ -35,9 +37,13 @@ from ..system.retry import poll
 from . import health, pull
 from .pull import HEARTBEAT_SECONDS
 
+if TYPE_CHECKING:
+    from ..preflight.facts import Facts
+
 #: How long ``up`` waits, once Compose reports every container healthy, for Traefik to route
 #: to them: it applies a container's route only after the container turns healthy, batched by
-#: providersThrottleDuration (2 s). Without this, `invoke health` right after `invoke up`
+#: providersThrottleDuration (Traefik's default 2 s; the shipped stack sets 200 ms, a stack
+#: may not). Without this, `invoke health` right after `invoke up`
 #: could see a 404 for the last service to become healthy (found by the e2e suite).
 ROUTE_SETTLE_SECONDS = 5.0
 #: How often the per-service state is polled during the health wait.
@@ -70,8 +76,11 @@ def compat_files(model: Model, engine: enginelib.Engine) -> list[Path]:
 
 
 def _states(model: Model) -> dict[str, dict]:
+    """Service -> its container, in ``compose ps``'s terms, from one ``docker ps`` of the
+    project (:func:`readiness.system.engine.project_containers`: a tenth of ``compose ps``'s
+    time, and ``up`` asks while Compose creates containers)."""
     try:
-        return {str(c.get("Service", "")): c for c in health.ps(model)}
+        return {str(c.get("Service", "")): c for c in enginelib.project_containers(model.name)}
     except ToolkitError:
         return {}
 
@@ -149,11 +158,12 @@ class StatePoller:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        # The first poll after one interval: the states before ``up`` are known, and a ``ps``
+        # at once would only compete with Compose for the CPU.
+        while not self._stop.wait(self.every):
             states = _states(self.model)
             with self._lock:
                 self.latest, self._fresh = states, True
-            self._stop.wait(self.every)
 
     def take(self) -> dict[str, dict] | None:
         """The newest states, once (None when nothing new arrived since the last call)."""
@@ -173,16 +183,46 @@ def started_services(before: dict[str, dict], after: dict[str, dict]) -> set[str
     out = set()
     for svc, c in after.items():
         old = before.get(svc)
-        if old is None or old.get("ID") != c.get("ID") or old.get("State") != "running":
+        if old is None or not _same_id(str(old.get("ID", "")), str(c.get("ID", ""))) or old.get("State") != "running":
             out.add(svc)
     return out
 
 
-def up(model: Model, engine: enginelib.Engine, timeout: int) -> set[str]:
-    """Pull what is missing, then start and wait; returns the services it (re)started."""
+def _same_id(a: str, b: str) -> bool:
+    """Container ids, full (``docker ps --no-trunc``) or short (as Compose may print them)."""
+    return bool(a and b) and (a.startswith(b) or b.startswith(a))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the preflight right before ``up`` saw, so that ``up`` does not ask again: the
+    engine, the project's containers (service -> ``{"ID", "State"}``, as :func:`_states`
+    gives them) and the images the engine lacks. A field is None when it was not observed."""
+
+    engine: enginelib.Engine | None = None
+    states: dict[str, dict] | None = None
+    missing: list[pull.Image] | None = None
+
+    @classmethod
+    def from_facts(cls, model: Model, facts: Facts | None) -> Snapshot:
+        if facts is None or facts.engine is None:
+            return cls()
+        states = {c.service: {"ID": c.id, "State": c.state} for c in facts.containers
+                  if c.project == model.name and c.service and not c.oneoff}
+        missing = [i for i in pull.images(model) if i.ref not in facts.images] if facts.images_known else None
+        return cls(facts.engine, states, missing)
+
+
+def up(model: Model, engine: enginelib.Engine, timeout: int,
+       snapshot: Snapshot | None = None) -> tuple[set[str], dict[str, dict]]:
+    """Pull what is missing, then start and wait; returns the services it (re)started and
+    every container's state at the end (``compose ps``)."""
+    snapshot = snapshot or Snapshot()
     try:
-        pull.pull(model, pull.missing_images(pull.images(model)))
-        return _start_and_wait(model, engine, timeout)
+        missing = snapshot.missing if snapshot.missing is not None else pull.missing_images(pull.images(model))
+        pull.pull(model, missing)
+        # Only when nothing was pulled: a pull takes minutes, and containers may change meanwhile.
+        return _start_and_wait(model, engine, timeout, snapshot.states if not missing else None)
     except KeyboardInterrupt:
         running = sorted(svc for svc, c in _states(model).items() if c.get("State") == "running")
         raise ToolkitError(
@@ -191,9 +231,10 @@ def up(model: Model, engine: enginelib.Engine, timeout: int) -> set[str]:
             code=output.EXIT_INTERRUPTED) from None
 
 
-def _start_and_wait(model: Model, engine: enginelib.Engine, timeout: int) -> set[str]:
+def _start_and_wait(model: Model, engine: enginelib.Engine, timeout: int,
+                    before: dict[str, dict] | None = None) -> tuple[set[str], dict[str, dict]]:
     out = output.current()
-    before = _states(model)
+    before = _states(model) if before is None else before
     out.say("up", f"starting {len(model.services)} services and waiting up to {timeout} s for them to be healthy")
     args = compose.command_for(model, "up", "-d", "--wait", "--wait-timeout", str(timeout),
                     extra_files=compat_files(model, engine))
@@ -228,7 +269,7 @@ def _start_and_wait(model: Model, engine: enginelib.Engine, timeout: int) -> set
             settle_routes(model)  # Traefik itself restarted: every route is being rebuilt
         elif started:
             settle_routes(model, services=started)
-        return started
+        return started, after
     hint = enginelib.unreachable_hint(res.stdout)
     if hint:
         raise ToolkitError(f"docker compose up failed: {res.stdout.strip().splitlines()[-1]}", fix=hint)

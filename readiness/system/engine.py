@@ -409,6 +409,55 @@ def _json(text: str) -> dict:
 # ------------------------------------------------------------------ kernel settings and ports
 
 
+#: ``docker ps`` of a Compose project, as named fields (``{{json .}}`` would make the CLI
+#: compute every container's size: seconds on a vfs engine). A tenth of ``compose ps``'s time,
+#: which loads the whole project first.
+PS_FORMAT = ('{"ID":{{json .ID}},"Names":{{json .Names}},"Labels":{{json .Labels}},"State":{{json .State}},'
+             '"Status":{{json .Status}},"Ports":{{json .Ports}}}')
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_EXIT = re.compile(r"^Exited \((-?\d+)\)")
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``docker ps``'s ``Labels`` column: ``k=v,k=v`` (an item without ``=``, the tail of a
+    value with a comma in it, is dropped)."""
+    return dict(item.split("=", 1) for item in (text or "").split(",") if "=" in item)
+
+
+def project_containers(project: str) -> list[dict]:
+    """The containers of Compose project ``project``, in ``docker compose ps --format json``'s
+    terms (``Service``, ``Name``, ``ID``, ``State``, ``Health``, ``ExitCode``), without the
+    ``compose run`` one-offs, as ``compose ps`` lists them."""
+    res = runner.run(["docker", "ps", "--all", "--no-trunc", "--filter", f"label=com.docker.compose.project={project}",
+                      "--format", PS_FORMAT], timeout=60)
+    if not res.ok:
+        raise ToolkitError(f"docker ps failed: {res.stderr.strip()}",
+                           fix=unreachable_hint(res.stderr) or "check that the Docker engine runs (`docker info`)")
+    return parse_project_containers(res.stdout)
+
+
+def parse_project_containers(stdout: str) -> list[dict]:
+    """:func:`project_containers` from ``docker ps --format PS_FORMAT`` lines. Health and exit
+    code are read from ``Status`` ("Up 2 minutes (healthy)", "Exited (137) 5 seconds ago"):
+    the CLI's ps has no field of its own for them, and that text has been stable for years."""
+    out = []
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        labels = parse_labels(str(row.get("Labels", "")))
+        if labels.get("com.docker.compose.oneoff", "").lower() == "true":
+            continue
+        status = str(row.get("Status", ""))
+        health = _HEALTH.search(status)
+        code = _EXIT.match(status)
+        out.append({"Service": labels.get("com.docker.compose.service", ""), "Name": str(row.get("Names", "")),
+                    "ID": str(row.get("ID", "")), "State": str(row.get("State", "")),
+                    "Health": health.group(1).removeprefix("health: ") if health else "",
+                    "ExitCode": int(code.group(1)) if code else 0})
+    return out
+
+
 def read_sysctl(engine: Engine, name: str, image: str | None = None) -> int | None:
     """A kernel setting as the engine's containers see it (None when it cannot be read).
 

@@ -274,7 +274,7 @@ def test_stopped_service_is_named_then_recovers(running: Stack):
     stack = running
     assert stack.compose("stop", "grafana").returncode == 0
     try:
-        # Traefik drops the route after the engine's stop event (and its 2 s provider throttle);
+        # Traefik drops the route after the engine's stop event (and its provider throttle);
         # until then it dials the gone container's address, which may take longer than the
         # probe's 5 s to fail. Waiting for the 404 makes the verdict below deterministic.
         deadline = time.monotonic() + 60
@@ -287,6 +287,13 @@ def test_stopped_service_is_named_then_recovers(running: Stack):
                 break
             time.sleep(0.5)
         assert status == 404, f"Traefik still routes to the stopped grafana after 60 s (last: {status})"
+        # `up` reads the containers with one `docker ps` of the project: Compose's own answer,
+        # the stopped one and the completed one-shot included.
+        fields = ("Name", "State", "Health", "ExitCode")
+        theirs = {svc: {k: c[k] for k in fields} | {"ID": c["ID"][:12]} for svc, c in stack.ps().items()}
+        ours = {c["Service"]: {k: c[k] for k in fields} | {"ID": c["ID"][:12]}
+                for c in enginelib.project_containers(stack.project)}
+        assert ours == theirs and theirs["grafana"]["State"] == "exited", (ours, theirs)
         res = stack.invoke("health", "--json")
         assert res.returncode == 1, out(res)
         doc = json.loads(res.stdout)
