@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import output
 from .cli import Outcome
@@ -27,6 +27,9 @@ from .stack import ports as portslib
 from .stack.model import Model
 from .system import engine as enginelib
 from .system import fsutil, runner
+
+if TYPE_CHECKING:
+    from .run.start import Snapshot
 
 _MODELS: dict[Path, Model] = {}
 #: What the latest preflight of this process observed, per project: ``up`` reads its state
@@ -291,7 +294,7 @@ def up(project: Path, timeout: int, *, verify_after: bool = True) -> Outcome:
     if not prepared.ok:
         return Outcome({"bootstrap": prepared.doc}, ok=False)
     m = model(project)
-    snapshot = start.Snapshot.from_facts(m, _FACTS.get(project))
+    snapshot = up_snapshot(m, _FACTS.get(project))
     started, states = start.up(m, snapshot.engine or enginelib.info(), timeout, snapshot)
     healthy_at = time.time()
     say("up", f"all {len(m.services)} services are up and healthy", "ok")
@@ -313,6 +316,20 @@ def up(project: Path, timeout: int, *, verify_after: bool = True) -> Outcome:
     doc["services"] = {c.service: c.detail for c in health.container_checks(m, list(states.values()))}
     doc["urls"] = where
     return Outcome(doc)
+
+
+def up_snapshot(m: Model, observed: facts.Facts | None) -> Snapshot:
+    """What preflight just saw, as ``up`` reads it (:class:`readiness.run.start.Snapshot`):
+    this project's service containers and the images the engine lacks; nothing observed
+    when preflight could not ask the engine, so that ``up`` asks itself."""
+    from .run import pull, start
+
+    if observed is None or observed.engine is None:
+        return start.Snapshot()
+    states = {c.service: {"ID": c.id, "State": c.state} for c in observed.containers
+              if c.project == m.name and c.service and not c.oneoff}
+    missing = [i for i in pull.images(m) if i.ref not in observed.images] if observed.images_known else None
+    return start.Snapshot(observed.engine, states, missing)
 
 
 def verify(project: Path, services: list[str], *, since: float | None = None) -> Outcome:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from conftest import run_invoke
 from cryptography import x509
 
+from readiness import steps
 from readiness.run import pull, start
 from readiness.stack import compose
 from readiness.system.engine import parse_info
@@ -138,13 +139,13 @@ def test_up_reads_preflights_snapshot_of_its_own_project(repo):
                                              box("c", model.name, "valkey", oneoff=True),
                                              box("d", model.name, "etcd", state="exited"), box("e", model.name, "")],
                   images={i.ref: None for i in wanted[1:]}, images_known=True)
-    snap = start.Snapshot.from_facts(model, facts)
+    snap = steps.up_snapshot(model, facts)
     assert snap.engine is engine
     assert snap.states == {"valkey": {"ID": "aaa", "State": "running"}, "etcd": {"ID": "ddd", "State": "exited"}}
     assert [i.ref for i in snap.missing or []] == [wanted[0].ref]
-    assert start.Snapshot.from_facts(model, Facts(engine=engine, images_known=False)).missing is None
-    assert start.Snapshot.from_facts(model, Facts()) == start.Snapshot()
-    assert start.Snapshot.from_facts(model, None) == start.Snapshot()
+    assert steps.up_snapshot(model, Facts(engine=engine, images_known=False)).missing is None
+    assert steps.up_snapshot(model, Facts()) == start.Snapshot()
+    assert steps.up_snapshot(model, None) == start.Snapshot()
 
 
 def test_urls_name_every_routed_service_once_with_covered_names(repo):

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import output
 from ..errors import ToolkitError
@@ -36,9 +35,6 @@ from ..system import fsutil, runner
 from ..system.retry import poll
 from . import health, pull
 from .pull import HEARTBEAT_SECONDS
-
-if TYPE_CHECKING:
-    from ..preflight.facts import Facts
 
 #: How long ``up`` waits, once Compose reports every container healthy, for Traefik to route
 #: to them: it applies a container's route only after the container turns healthy, batched by
@@ -197,20 +193,12 @@ def _same_id(a: str, b: str) -> bool:
 class Snapshot:
     """What the preflight right before ``up`` saw, so that ``up`` does not ask again: the
     engine, the project's containers (service -> ``{"ID", "State"}``, as :func:`_states`
-    gives them) and the images the engine lacks. A field is None when it was not observed."""
+    gives them) and the images the engine lacks. A field is None when it was not observed
+    (``readiness.steps.up_snapshot`` makes one from preflight's facts)."""
 
     engine: enginelib.Engine | None = None
     states: dict[str, dict] | None = None
     missing: list[pull.Image] | None = None
-
-    @classmethod
-    def from_facts(cls, model: Model, facts: Facts | None) -> Snapshot:
-        if facts is None or facts.engine is None:
-            return cls()
-        states = {c.service: {"ID": c.id, "State": c.state} for c in facts.containers
-                  if c.project == model.name and c.service and not c.oneoff}
-        missing = [i for i in pull.images(model) if i.ref not in facts.images] if facts.images_known else None
-        return cls(facts.engine, states, missing)
 
 
 def up(model: Model, engine: enginelib.Engine, timeout: int,
