@@ -11,7 +11,7 @@ import os
 import subprocess
 
 from conftest import run_invoke, tree_digest
-from helper_image import engine_sh
+from helper_image import engine_sh, ensure_helper_image
 
 PREPARED = (".env", "secrets", "data")
 
@@ -140,7 +140,9 @@ def test_data_root_outside_the_checkout_is_created_owned_checked_and_reset(mini,
     web.write_text(text.replace(mount, f"{mount}      - {host}:/host\n"))
     assert run_invoke(mini, "env").returncode == 0
     env = mini / ".env"
-    env.write_text(env.read_text().replace("DATA_ROOT=../../data", f"DATA_ROOT={outside}"))
+    image = ensure_helper_image()
+    env.write_text(env.read_text().replace("DATA_ROOT=../../data", f"DATA_ROOT={outside}")
+                   + f"WEB_IMAGE={image}\nPROXY_IMAGE={image}\n")
 
     first = run_invoke(mini, "dirs")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -149,6 +151,18 @@ def test_data_root_outside_the_checkout_is_created_owned_checked_and_reset(mini,
     assert engine_sh(outside / "web", "stat -c %u:%g:%a /d").strip() == "472:0:750"
     again = run_invoke(mini, "dirs")
     assert "all 1 data directories present (nothing changed)" in again.stdout, again.stdout
+
+    # And the stack boots on it: the web container writes its page there and serves it.
+    try:
+        up = run_invoke(mini, "up", "--timeout", "120", timeout=600)
+        assert up.returncode == 0, up.stdout + up.stderr
+        page = engine_sh(outside / "web", "cat /d/index.html").strip()
+        assert page and page in subprocess.run(["docker", "compose", "--project-directory", str(mini), "exec", "-T",
+                                                "web", "wget", "-qO-", "http://127.0.0.1:8080/"],
+                                               capture_output=True, text=True, timeout=60).stdout
+    finally:
+        down = run_invoke(mini, "down", timeout=300)
+    assert down.returncode == 0, down.stdout + down.stderr
 
     engine_sh(outside / "web", "chown 12345:12345 /d")
     pre = run_invoke(mini, "preflight", "--json")
