@@ -73,7 +73,7 @@ def compat_files(model: Model, engine: enginelib.Engine) -> list[Path]:
 
 def _states(model: Model) -> dict[str, dict]:
     """Service -> its container, in ``compose ps``'s terms, from one ``docker ps`` of the
-    project (:func:`readiness.system.engine.project_containers`: a tenth of ``compose ps``'s
+    project (:func:`readiness.system.engine.project_containers`: a third of ``compose ps``'s
     time, and ``up`` asks while Compose creates containers)."""
     try:
         return {str(c.get("Service", "")): c for c in enginelib.project_containers(model.name)}
@@ -204,7 +204,7 @@ class Snapshot:
 def up(model: Model, engine: enginelib.Engine, timeout: int,
        snapshot: Snapshot | None = None) -> tuple[set[str], dict[str, dict]]:
     """Pull what is missing, then start and wait; returns the services it (re)started and
-    every container's state at the end (``compose ps``)."""
+    every container's state at the end (one ``docker ps`` of the project)."""
     snapshot = snapshot or Snapshot()
     try:
         missing = snapshot.missing if snapshot.missing is not None else pull.missing_images(pull.images(model))

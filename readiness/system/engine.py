@@ -410,7 +410,7 @@ def _json(text: str) -> dict:
 
 
 #: ``docker ps`` of a Compose project, as named fields (``{{json .}}`` would make the CLI
-#: compute every container's size: seconds on a vfs engine). A tenth of ``compose ps``'s time,
+#: compute every container's size: seconds on a vfs engine). A third of ``compose ps``'s time,
 #: which loads the whole project first.
 PS_FORMAT = ('{"ID":{{json .ID}},"Names":{{json .Names}},"Labels":{{json .Labels}},"State":{{json .State}},'
              '"Status":{{json .Status}},"Ports":{{json .Ports}}}')
