@@ -320,14 +320,14 @@ def up(project: Path, timeout: int, *, verify_after: bool = True) -> Outcome:
 
 def up_snapshot(m: Model, observed: facts.Facts | None) -> Snapshot:
     """What preflight just saw, as ``up`` reads it (:class:`readiness.run.start.Snapshot`):
-    this project's service containers and the images the engine lacks; nothing observed
-    when preflight could not ask the engine, so that ``up`` asks itself."""
+    this project's service containers and the images the engine lacks; what preflight could
+    not learn from the engine stays None, and ``up`` asks itself."""
     from .run import pull, start
 
     if observed is None or observed.engine is None:
         return start.Snapshot()
     states = {c.service: {"ID": c.id, "State": c.state} for c in observed.containers
-              if c.project == m.name and c.service and not c.oneoff}
+              if c.project == m.name and c.service and not c.oneoff} if observed.containers_known else None
     missing = [i for i in pull.images(m) if i.ref not in observed.images] if observed.images_known else None
     return start.Snapshot(observed.engine, states, missing)
 

@@ -98,7 +98,8 @@ def test_project_containers_read_like_compose_ps():
 
     def line(name, service, state, status, oneoff="False"):
         labels = (f"com.docker.compose.oneoff={oneoff},com.docker.compose.depends_on=etcd:service_healthy:false,"
-                  f"spilo-1:service_started:false,com.docker.compose.project=p,com.docker.compose.service={service}")
+                  f"spilo-1:service_started:false,com.docker.compose.project=p"
+                  + (f",com.docker.compose.service={service}" if service else ""))
         return json.dumps({"ID": name * 8, "Names": f"p-{name}-1", "Labels": labels, "State": state,
                            "Status": status, "Ports": ""})
 
@@ -110,6 +111,8 @@ def test_project_containers_read_like_compose_ps():
         line("e", "etcd", "exited", "Exited (137) Less than a second ago"),
         line("f", "traefik", "created", "Created"),
         line("g", "grafana", "running", "Up 1 second", oneoff="True"),
+        line("h", "", "running", "Up 1 second"),  # the project's label, no service's: not Compose's
+        "WARNING: a line that is not a container",
     ]) + "\n")
     assert [(r["Service"], r["Name"], r["State"], r["Health"], r["ExitCode"]) for r in rows] == [
         ("grafana", "p-a-1", "running", "healthy", 0), ("init", "p-b-1", "exited", "", 3),
@@ -138,12 +141,13 @@ def test_up_reads_preflights_snapshot_of_its_own_project(repo):
     facts = Facts(engine=engine, containers=[box("a", model.name, "valkey"), box("b", "other", "grafana"),
                                              box("c", model.name, "valkey", oneoff=True),
                                              box("d", model.name, "etcd", state="exited"), box("e", model.name, "")],
-                  images={i.ref: None for i in wanted[1:]}, images_known=True)
+                  images={i.ref: None for i in wanted[1:]}, images_known=True, containers_known=True)
     snap = steps.up_snapshot(model, facts)
     assert snap.engine is engine
     assert snap.states == {"valkey": {"ID": "aaa", "State": "running"}, "etcd": {"ID": "ddd", "State": "exited"}}
     assert [i.ref for i in snap.missing or []] == [wanted[0].ref]
-    assert steps.up_snapshot(model, Facts(engine=engine, images_known=False)).missing is None
+    unknown = steps.up_snapshot(model, Facts(engine=engine, images_known=False, containers_known=False))
+    assert unknown.missing is None and unknown.states is None  # `docker ps` failed: not "nothing runs"
     assert steps.up_snapshot(model, Facts()) == start.Snapshot()
     assert steps.up_snapshot(model, None) == start.Snapshot()
 

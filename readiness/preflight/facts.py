@@ -69,6 +69,7 @@ class Facts:
     #: The stack's images the engine has (reference as the stack writes it -> platform, env).
     images: dict[str, hostfacts.Image] = field(default_factory=dict)
     images_known: bool = False  # False: the engine was not asked (images missing cannot be told)
+    containers_known: bool = False  # False: the engine did not list its containers
     data: dict[Path, DirState] = field(default_factory=dict)  # the data directories a check needs
     baked_record: dict[str, dict[str, str]] = field(default_factory=dict)
     engine_free: tuple[Path, int] | None = None  # (measured directory, bytes free) of the engine's data root
@@ -156,6 +157,7 @@ def gather(model: Model) -> Facts:
             facts.networks = {str(n.get("Name")): {"driver": str(n.get("Driver", "")), "scope": str(n.get("Scope", "")),
                                                    "internal": str(n.get("Internal", "")).lower()}
                               for n in _json_lines(results["networks"].stdout)}
+        facts.containers_known = results["containers"].ok
         for c in _json_lines(results["containers"].stdout):
             labels = enginelib.parse_labels(str(c.get("Labels", "")))
             facts.containers.append(Container(

@@ -139,8 +139,8 @@ class WaitProgress:
 
 
 class StatePoller:
-    """``compose ps`` in a background thread, so that a busy engine (a slow ``ps`` while it
-    creates containers) never delays the progress lines."""
+    """The project's containers (:func:`_states`) in a background thread, so that a busy
+    engine (a slow ``ps`` while it creates containers) never delays the progress lines."""
 
     def __init__(self, model: Model, every: float = POLL_SECONDS) -> None:
         import threading
@@ -174,7 +174,7 @@ class StatePoller:
 
 def started_services(before: dict[str, dict], after: dict[str, dict]) -> set[str]:
     """Services whose container ``up`` created or (re)started: a new container id, or a
-    container that was not running before (from ``compose ps --format json``, not from
+    container that was not running before (from the engine's container list, not from
     Compose's human-readable progress)."""
     out = set()
     for svc, c in after.items():
@@ -185,7 +185,8 @@ def started_services(before: dict[str, dict], after: dict[str, dict]) -> set[str
 
 
 def _same_id(a: str, b: str) -> bool:
-    """Container ids, full (``docker ps --no-trunc``) or short (as Compose may print them)."""
+    """Container ids, full (``docker ps --no-trunc``) or abbreviated (as ``docker ps`` and
+    ``compose ps``'s table print them)."""
     return bool(a and b) and (a.startswith(b) or b.startswith(a))
 
 
@@ -246,6 +247,8 @@ def _start_and_wait(model: Model, engine: enginelib.Engine, timeout: int,
     finally:
         poller.stop()
     after = _states(model)
+    if res.ok and not after:  # the engine did not list them: ask Compose, and say why if it cannot
+        after = {str(c.get("Service", "")): c for c in health.ps(model)}
     progress.update(after)
     if res.ok:
         started = started_services(before, after)

@@ -425,9 +425,10 @@ def parse_labels(text: str) -> dict[str, str]:
 
 
 def project_containers(project: str) -> list[dict]:
-    """The containers of Compose project ``project``, in ``docker compose ps --format json``'s
-    terms (``Service``, ``Name``, ``ID``, ``State``, ``Health``, ``ExitCode``), without the
-    ``compose run`` one-offs, as ``compose ps`` lists them."""
+    """The service containers of Compose project ``project``, in ``docker compose ps --format
+    json``'s terms (``Service``, ``Name``, ``ID``, ``State``, ``Health``, ``ExitCode``): not
+    the ``compose run`` one-offs (which ``compose ps --all`` would list too), nor a container
+    that carries the project's label but no service's."""
     res = runner.run(["docker", "ps", "--all", "--no-trunc", "--filter", f"label=com.docker.compose.project={project}",
                       "--format", PS_FORMAT], timeout=60)
     if not res.ok:
@@ -444,9 +445,13 @@ def parse_project_containers(stdout: str) -> list[dict]:
     for line in stdout.splitlines():
         if not line.strip():
             continue
-        row = json.loads(line)
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # not a container line (a CLI warning): the others still count
         labels = parse_labels(str(row.get("Labels", "")))
-        if labels.get("com.docker.compose.oneoff", "").lower() == "true":
+        oneoff = labels.get("com.docker.compose.oneoff", "").lower() == "true"
+        if oneoff or not labels.get("com.docker.compose.service"):
             continue
         status = str(row.get("Status", ""))
         health = _HEALTH.search(status)
