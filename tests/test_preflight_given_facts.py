@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import run_invoke
 
-from readiness.preflight import check_host, check_network, check_resources
+from readiness.preflight import check_host, check_network, check_resources, check_storage
 from readiness.preflight.facts import Facts
 from readiness.prepare import datastate, networks
 from readiness.stack import compose, dbfacts
@@ -149,3 +149,30 @@ def test_an_external_network_of_another_driver_or_scope_is_named(mini_model):
         assert "web" in f.message and "proxy" in f.message
     facts.networks = {name: {"driver": "bridge", "scope": "local", "internal": "false"}}
     assert check_network.check_network_kind(mini_model, facts) == []
+
+
+def test_a_log_without_a_bound_is_named_with_the_engines_default_driver(mini_model):
+    """Without a `logging:`, on an engine whose default driver is json-file (what `docker info`
+    says here) each service is named, with its file; `local` rotates by itself, and a
+    service's own bounded json-file or another driver is not named."""
+    files = {"web": "infra/01-web/docker-compose.yml", "proxy": "infra/01-web/docker-compose.yml"}
+    json_file = Facts(engine=engine_of(enginelib.Kind.ROOTFUL))
+    assert check_storage.check_logs(mini_model, json_file, files) == []  # the fixture's services rotate
+    for spec in mini_model.services.values():
+        del spec["logging"]
+    assert json_file.engine is not None and json_file.engine.logging_driver == "json-file"
+    found = check_storage.check_logs(mini_model, json_file, files)
+    assert [(f.id, f.severity, f.service, f.file) for f in found] == [
+        ("logs.unbounded", "warning", "proxy", files["proxy"]), ("logs.unbounded", "warning", "web", files["web"])]
+    assert "the engine's default driver" in found[0].message and "max-size" in found[0].fix
+
+    local = enginelib.parse_info({"ServerVersion": "26.1.5", "KernelVersion": "6.1.0", "LoggingDriver": "local"},
+                                 docker_host=None, local_kernel="6.1.0", local_uid=1000)
+    assert check_storage.check_logs(mini_model, Facts(engine=local), files) == []
+
+    mini_model.services["web"]["logging"] = {"driver": "json-file", "options": {"max-size": "10m"}}
+    mini_model.services["proxy"]["logging"] = {"driver": "json-file", "options": {"max-file": "3"}}
+    [f] = check_storage.check_logs(mini_model, Facts(engine=local), files)
+    assert f.service == "proxy" and "(json-file, its driver)" in f.message
+    mini_model.services["proxy"]["logging"] = {"driver": "journald"}
+    assert check_storage.check_logs(mini_model, json_file, files) == []

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from conftest import REPO, copy_repo, require_tool, run_invoke
 
-from readiness.preflight import check_compose
+from readiness.preflight import check_compose, check_storage
 from readiness.preflight.facts import Facts
 from readiness.prepare import secrets as secretslib
 from readiness.run import health
@@ -99,6 +99,18 @@ def test_every_image_is_pinned(stack):
     for svc, spec in model.services.items():
         tag = spec["image"].rsplit("/", 1)[-1].partition(":")[2]
         assert tag and tag != "latest", svc
+
+
+def test_every_services_log_is_bounded(stack):
+    """A full disk is among the failures users of such stacks report most, and container logs
+    without a limit are a main cause: every service rotates its log, as Compose renders it,
+    and preflight's check agrees on this engine's default driver and on another."""
+    _, model = stack
+    for svc, spec in sorted(model.services.items()):
+        logging = spec.get("logging") or {}
+        assert logging.get("driver") == "json-file" and logging["options"]["max-size"] == "10m", (svc, logging)
+        assert int(logging["options"]["max-file"]) >= 2, svc
+    assert check_storage.check_logs(model, Facts(engine=ROOTFUL), {}) == []
 
 
 def test_every_long_running_service_has_a_healthcheck_and_restart_policy(stack):

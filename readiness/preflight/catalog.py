@@ -371,6 +371,17 @@ CATALOG: dict[str, Entry] = {
         fix=("Free space there, or set `DATA_ROOT` in `.env` to a larger disk, then `invoke dirs` (move existing "
              "data with the stack stopped)"),
     ),
+    "logs.unbounded": Entry(
+        summary="A service's container log has no size limit",
+        symptom=("warning: `grafana's container log has no size limit (json-file, the engine's default driver): it "
+                 "grows until the engine's disk is full`"),
+        cause=("the service has no `logging:` with a `max-size` (the shipped services all have `logging: *logging`), "
+               "and the engine's default driver is json-file, which never rotates unless told to"),
+        fix=("Give the service `logging: *logging` (its file's `x-logging` anchor: json-file, 10 MB x 3 files), or "
+             "set `\"log-opts\": {\"max-size\": \"10m\", \"max-file\": \"3\"}` in the engine's daemon.json (then "
+             "recreate the containers). A log's size now: "
+             "`sudo du -h \"$(docker inspect --format '{{.LogPath}}' CONTAINER)\"`"),
+    ),
     "image.platform": Entry(
         summary="An image the engine has is built for another architecture",
         symptom=("`image valkey/valkey:8.1.11 of valkey is linux/arm64, the engine runs linux/amd64: it cannot "

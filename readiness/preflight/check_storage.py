@@ -6,7 +6,9 @@
   is missing, or is a directory where a file belongs -- Docker creates a missing source as an
   empty directory, and the service then fails far from the cause;
 * ``disk.engine`` / ``disk.data``: free space where the engine keeps images and where the data
-  directories are.
+  directories are;
+* ``logs.unbounded``: a service whose container log grows without a bound on the engine's
+  disk (container logs are a main cause of the full disks users of such stacks report).
 """
 
 from __future__ import annotations
@@ -151,4 +153,31 @@ def check_disk(model: Model, facts: Facts) -> list[Finding]:
                 f"the {gib(needs['data'])} the stack asks for: databases stop accepting writes when it fills",
                 "free space on that filesystem, or put the data elsewhere: DATA_ROOT in .env (then `invoke dirs`)",
                 file=model.relpath(directory)))
+    return out
+
+
+#: Log drivers that keep a container's log on the engine's disk with no bound unless given a
+#: ``max-size``. ``local`` rotates by default (20 MB, 5 files); the others (journald, syslog,
+#: fluentd, none, ...) hand the lines to something with limits of its own, or drop them.
+UNBOUNDED_UNLESS_SIZED = ("json-file",)
+
+
+def check_logs(model: Model, facts: Facts, files: dict[str, str]) -> list[Finding]:
+    """Every service whose rendered ``logging`` (or, without one, the engine's default driver)
+    lets its log grow without bound. Without a ``logging`` key the engine's ``daemon.json``
+    may set a ``max-size``, which ``docker info`` does not show: the fix says so."""
+    default = facts.engine.logging_driver if facts.engine is not None else "json-file"
+    out = []
+    for svc, spec in sorted(model.services.items()):
+        logging = spec.get("logging") or {}
+        driver = str(logging.get("driver") or default)
+        if driver not in UNBOUNDED_UNLESS_SIZED or (logging.get("options") or {}).get("max-size"):
+            continue
+        whose = "its driver" if logging.get("driver") else "the engine's default driver"
+        out.append(Finding(
+            "logs.unbounded", WARNING,
+            f"{svc}'s container log has no size limit ({driver}, {whose}): it grows until the engine's disk is full",
+            "give the service a bounded `logging:` (the file's `x-logging` anchor: `logging: *logging`, json-file "
+            "with max-size and max-file), or set `log-opts` max-size in the engine's daemon.json",
+            service=svc, file=files.get(svc, "")))
     return out

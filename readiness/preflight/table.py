@@ -57,6 +57,7 @@ CHECKS: tuple[Callable[..., list[Finding]], ...] = (
     check_resources.check_resources,
     check_engine.check_ulimits,
     check_storage.check_disk,
+    check_storage.check_logs,
     check_host.check_platform,
     check_host.check_desktop_sharing,
     check_host.check_selinux,

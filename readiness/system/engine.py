@@ -141,6 +141,9 @@ class Engine:
     socket: str | None = "/var/run/docker.sock"
     #: ``docker info``'s ID: the engine's identity, kept across restarts (caches key on it).
     id: str = ""
+    #: The log driver of a container that names none (``LoggingDriver``; its default options,
+    #: from ``daemon.json``'s ``log-opts``, are not in ``docker info``).
+    logging_driver: str = "json-file"
 
     @property
     def label(self) -> str:
@@ -281,6 +284,7 @@ def parse_info(doc: dict, *, docker_host: str | None, local_kernel: str, local_u
         client_os=client_os,
         socket=socket_path(docker_host),
         id=str(doc.get("ID") or ""),
+        logging_driver=str(doc.get("LoggingDriver") or "json-file"),
     )
 
 
