@@ -108,7 +108,7 @@ def verify(c, json=False, service=None):
 
 @task(help=JSON)
 def status(c, json=False):
-    """State and health of every service's container."""
+    """State and health of every service's container; each data directory's size and its filesystem's free space."""
     return steps.status(PROJECT)
 
 

@@ -390,13 +390,22 @@ def health(project: Path, *, wait: bool, timeout: float, interval: float) -> Out
 
 
 def status(project: Path) -> Outcome:
+    """The containers' states, then each data directory's size and its filesystem's free space."""
+    from .run import diskuse
     from .run import health as healthlib
 
     m = model(project)
     checks = healthlib.container_checks(m, healthlib.ps(m))
     out = output.current()
     out.text(healthlib.to_text(checks, out))
+    try:
+        engine: enginelib.Engine | None = enginelib.info()
+    except ToolkitError:
+        engine = None
+    usage = diskuse.measure(m, engine)
+    out.text(diskuse.to_text(m, usage))
     doc = healthlib.to_doc(checks)
+    doc["data"] = [u.as_doc(m) for u in usage]
     return Outcome(doc, ok=doc["ok"])
 
 

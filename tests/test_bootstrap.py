@@ -160,6 +160,15 @@ def test_data_root_outside_the_checkout_is_created_owned_checked_and_reset(mini,
         assert page and page in subprocess.run(["docker", "compose", "--project-directory", str(mini), "exec", "-T",
                                                 "web", "wget", "-qO-", "http://127.0.0.1:8080/"],
                                                capture_output=True, text=True, timeout=60).stdout
+        # `status` measures it there (root on the host, any other user through a helper
+        # container: the directory is 472's, mode 0750), with its filesystem's free space.
+        engine_sh(outside / "web", "head -c 300000 /dev/urandom > /d/blob && chown 472:0 /d/blob && chmod 600 /d/blob")
+        status = run_invoke(mini, "status", "--json")
+        assert status.returncode == 0, status.stdout + status.stderr
+        [data] = json.loads(status.stdout)["data"]
+        assert data["service"] == "web" and data["path"] == f"{outside}/web" and data["error"] == "", data
+        assert 300_000 <= data["bytes"] < 2_000_000 and data["free_bytes"] > 0, data
+        assert "FREE ON ITS FILESYSTEM" in run_invoke(mini, "status").stdout
     finally:
         down = run_invoke(mini, "down", timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
