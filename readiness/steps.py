@@ -65,7 +65,7 @@ def report(task: str, changes: list[str], unchanged: str) -> dict[str, Any]:
 # ------------------------------------------------------------------ preparing
 
 
-def env(project: Path) -> dict[str, Any]:
+def env(project: Path, keep: tuple[str, ...] = ()) -> dict[str, Any]:
     adapted, reasons = _create_env_for_engine(project)
     result = envfile.ensure(project / ".env", project / ".env.example")
     if adapted:
@@ -76,6 +76,12 @@ def env(project: Path) -> dict[str, Any]:
         say("env", f"added to .env from .env.example: {', '.join(result.added)}")
     else:
         say("env", ".env has every key of .env.example (nothing changed)")
+    unknown = [k for k in keep if not envfile.valid_key(k)]
+    if unknown:
+        raise ToolkitError(f"not a variable name: {', '.join(unknown)}",
+                           fix="name the .env key, e.g. --keep GRAFANA_IMAGE", code=output.EXIT_USAGE)
+    for key in envfile.refresh_shipped(project, keep):
+        say("env", f"{key}: the value in .env is kept as your choice (`env.stale-default` no longer names it)")
     forget_model()
     m = model(project, tolerate_missing=True)
     if m.missing_required:

@@ -239,3 +239,45 @@ def test_what_a_killed_write_left_is_swept_by_the_next_run(tmp_path):
     assert not any(p.exists() for p in left)
     assert all(p.exists() for p in kept)
     assert (tmp_path / ".env").read_text() == "A=1\n"
+
+
+def _env(tmp_path: Path, name: str, text: str) -> envfile.EnvFile:
+    return envfile.parse_text(text, tmp_path / name)
+
+
+def test_a_default_the_repository_moved_is_told_from_a_chosen_value(tmp_path):
+    """What `invoke env` records: per key, the example's value while `.env` agrees with it.
+    After a `git pull` moves two pins, the one `.env` still holds at the old default is
+    stale; the one the user changed is theirs; a key kept on purpose is forgotten."""
+    example = _env(tmp_path, ".env.example", "A_IMAGE=a:1\nB_IMAGE=b:1\nPORT=80\nC_IMAGE=c:1\n")
+    env = _env(tmp_path, ".env", "A_IMAGE=a:1\nB_IMAGE=b:9\nPORT=8080\nC_IMAGE=c:1\n")  # B and PORT: chosen
+    record = envfile.shipped_after({}, env, example)
+    assert record == {"A_IMAGE": "a:1", "C_IMAGE": "c:1"}
+    assert envfile.stale_defaults(record, env, example) == []
+
+    moved = _env(tmp_path, ".env.example", "A_IMAGE=a:2\nB_IMAGE=b:2\nPORT=80\nC_IMAGE=c:2\n")
+    assert envfile.stale_defaults(record, env, moved) == [("A_IMAGE", "a:1", "a:2"), ("C_IMAGE", "c:1", "c:2")]
+    record = envfile.shipped_after(record, env, moved, keep=("C_IMAGE",))  # `invoke env --keep C_IMAGE`
+    assert record == {"A_IMAGE": "a:1"}
+    assert envfile.stale_defaults(record, env, moved) == [("A_IMAGE", "a:1", "a:2")]
+
+    followed = _env(tmp_path, ".env", "A_IMAGE=a:2\nB_IMAGE=b:9\nPORT=8080\nC_IMAGE=c:1\n")  # the user took a:2
+    record = envfile.shipped_after(record, followed, moved)
+    assert record == {"A_IMAGE": "a:2"} and envfile.stale_defaults(record, followed, moved) == []
+    again = _env(tmp_path, ".env.example", "A_IMAGE=a:3\nB_IMAGE=b:2\nPORT=80\nC_IMAGE=c:2\n")
+    assert envfile.stale_defaults(record, followed, again) == [("A_IMAGE", "a:2", "a:3")]
+
+
+def test_invoke_env_records_the_repositorys_values_and_keeps_on_request(mini_files):
+    """`invoke env` writes the record beside its caches; `--keep` forgets a key and says so;
+    a name that is not a variable is a usage error, not a traceback."""
+    assert run_invoke(mini_files, "env").returncode == 0
+    record = envfile.load_shipped(mini_files)
+    assert record["WEB_IMAGE"] == "busybox:1.36.1" and record["LOCAL_DOMAIN"] == "localhost"
+    kept = run_invoke(mini_files, "env", "--keep", "WEB_IMAGE")
+    assert kept.returncode == 0 and "WEB_IMAGE: the value in .env is kept as your choice" in kept.stdout, kept.stdout
+    assert "WEB_IMAGE" not in envfile.load_shipped(mini_files)
+    again = run_invoke(mini_files, "env")
+    assert again.returncode == 0 and "WEB_IMAGE" in envfile.load_shipped(mini_files)  # .env agrees with the example
+    bad = run_invoke(mini_files, "env", "--keep", "not a key")
+    assert bad.returncode == 2 and "not a variable name" in bad.stdout + bad.stderr and "Traceback" not in bad.stderr

@@ -166,6 +166,28 @@ def test_required_variable_blanked(ready):
     assert findings(project) == (0, [])
 
 
+def test_an_image_pin_the_repository_moved_is_named_until_taken_or_kept(ready):
+    """A `git pull` that moves a pin in .env.example leaves .env on the old one: named, with
+    both values and the .env line, as a warning (the boot goes on with the old image)."""
+    project, _ = ready
+    example = project / ".env.example"
+    original = example.read_text()
+    key, old = re.search(r"^([A-Z0-9_]+_IMAGE)=(\S+)$", original, re.M).groups()
+    example.write_text(original.replace(f"{key}={old}\n", f"{key}={old}-moved\n"))
+    try:
+        f = only(project, "env.stale-default", code=0)
+        assert f["severity"] == "warning" and key in f["message"] and f"{old!r}" in f["message"]
+        assert f"{old + '-moved'!r}" in f["message"] and f["file"].startswith(".env:")
+        assert f"invoke env --keep {key}" in f["fix"]
+        assert run_invoke(project, "bootstrap").returncode == 0  # `invoke env` on its way does not forget it
+        assert only(project, "env.stale-default", code=0)["message"] == f["message"]
+        kept = run_invoke(project, "env", "--keep", key)
+        assert kept.returncode == 0, kept.stdout + kept.stderr
+        assert findings(project) == (0, [])
+    finally:
+        example.write_text(original)
+
+
 def test_certificate_missing_a_routed_hostname(ready):
     project, stack = ready
     compose = project / stack.compose_file

@@ -138,6 +138,16 @@ CATALOG: dict[str, Entry] = {
         cause="`LOCAL_DOMAIN=` is blank in `.env` (or in the environment, which overrides `.env`)",
         fix="Set `LOCAL_DOMAIN=localhost` (or your domain) in `.env`; then `invoke certs`, since the hostnames change",
     ),
+    "env.stale-default": Entry(
+        summary="`.env` still holds a default the repository has moved since (an image pin)",
+        symptom=("warning: `GRAFANA_IMAGE in .env is still 'grafana/grafana:13.1.0', what .env.example shipped when "
+                 "it was written; the repository now ships 'grafana/grafana:13.2.1'`"),
+        cause=("`.env` takes its values from `.env.example` once (`invoke env` never edits a value); a `git pull` "
+               "that moves a pin leaves `.env` on the old one. A value you chose yourself is never named: "
+               "`invoke env` records which values were the repository's (`.readiness/env-shipped.json`)"),
+        fix=("Take the new default: set the key to the new value in `.env`, then `invoke up` (it pulls the image and "
+             "recreates what uses it); or keep yours on purpose: `invoke env --keep KEY`"),
+    ),
     "env.example-credential": Entry(
         summary=".env.example holds something that looks like a credential",
         symptom="`X in .env.example has a value that looks like a credential`",

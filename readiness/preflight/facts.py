@@ -63,6 +63,8 @@ class Facts:
     containers: list[Container] = field(default_factory=list)
     env: envfile.EnvFile | None = None
     example: envfile.EnvFile | None = None
+    #: Key -> the default ``.env`` kept from the example (:data:`readiness.stack.envfile.SHIPPED`).
+    env_shipped: dict[str, str] = field(default_factory=dict)
     tracked_secrets: list[str] = field(default_factory=list)
     max_map_count: int | None = None
     unprivileged_port_start: int = 0
@@ -178,6 +180,7 @@ def gather(model: Model) -> Facts:
         gather_host(model, facts)
     facts.env = envfile.read(model.project_dir / ENV_FILE) if (model.project_dir / ENV_FILE).exists() else None
     facts.example = envfile.read(model.project_dir / ENV_EXAMPLE)
+    facts.env_shipped = envfile.load_shipped(model.project_dir)
     secret_dirs = sorted({Path(s.path).parent for s in secretslib.specs(model)})
     facts.tracked_secrets = secretslib.tracked_files(model.project_dir, secret_dirs)
     facts.baked_record = baked.load(model.project_dir)

@@ -455,3 +455,62 @@ def _appended(original: bytes, current: EnvFile, example: EnvFile, groups: list[
             fix=f"end {example.path.name} with a newline, then run `invoke env` again",
         )
     return data
+
+
+# ------------------------------------------------------------------ what the repository shipped
+
+#: Per key, the value ``.env.example`` had the last time ``.env`` held that same value: the
+#: repository's default, kept. When the repository later moves it (a new image pin after
+#: ``git pull``), ``.env`` still holding the old default is told apart from a value the user
+#: chose (never recorded, since it differs from the example's). Relative to the project.
+SHIPPED = ".readiness/env-shipped.json"
+
+
+def load_shipped(project_dir: Path) -> dict[str, str]:
+    """The record (empty when there is none, or it cannot be read: nothing is then called stale)."""
+    import json
+
+    try:
+        doc = json.loads((project_dir / SHIPPED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    values = doc.get("values") if isinstance(doc, dict) else None
+    return {str(k): str(v) for k, v in values.items()} if isinstance(values, dict) else {}
+
+
+def shipped_after(record: dict[str, str], env: EnvFile, example: EnvFile, keep: tuple[str, ...] = ()) -> dict[str, str]:
+    """The record once ``.env`` and the example have been compared (pure): every key on which
+    they agree now is the repository's default, kept; ``keep`` names keys whose value the user
+    keeps on purpose (forgotten: never called stale again until they agree with the example)."""
+    new = {k: v for k, v in record.items() if k not in keep}
+    current, shipped = env.values, example.values
+    for key, value in shipped.items():
+        if key in current and current[key] == value and key not in keep:
+            new[key] = value
+    return dict(sorted(new.items()))
+
+
+def refresh_shipped(project_dir: Path, keep: tuple[str, ...] = ()) -> list[str]:
+    """Update the record from ``.env`` and ``.env.example`` under the ``.env`` lock; returns
+    the keys it forgot (``keep``) that it held."""
+    import json
+
+    with lock(project_dir / ".env"):
+        env_path, example_path = project_dir / ".env", project_dir / ".env.example"
+        if not env_path.exists() or not example_path.exists():
+            return []
+        record = load_shipped(project_dir)
+        new = shipped_after(record, read(env_path), read(example_path), keep)
+        if new != record:
+            path = project_dir / SHIPPED
+            fsutil.ensure_dir(path.parent, 0o755)
+            fsutil.atomic_write(path, (json.dumps({"version": 1, "values": new}, indent=1) + "\n").encode(), 0o644)
+        return [k for k in keep if k in record]
+
+
+def stale_defaults(record: dict[str, str], env: EnvFile, example: EnvFile) -> list[tuple[str, str, str]]:
+    """(key, the old default ``.env`` still holds, what the example ships now) for every key
+    the repository moved while ``.env`` kept its old default (pure)."""
+    current, shipped = env.values, example.values
+    return [(k, old, shipped[k]) for k, old in sorted(record.items())
+            if k in current and k in shipped and current[k] == old and shipped[k] != old]
