@@ -136,3 +136,9 @@ def down(c, volumes=False, json=False):
 def reset(c, yes=False, service=None):
     """Stop the stack and delete its data directories through the engine (no sudo); keeps secrets and .env."""
     return steps.reset(PROJECT, yes=yes, services=list(service or []))
+
+
+@task(help={"dry-run": "print the plan and exit 0; write nothing, ask no registry", **JSON})
+def upgrade(c, dry_run=False, json=False):
+    """Move the stack to the image pins the repository ships now (the plan; applying it waits for backups)."""
+    return steps.upgrade(PROJECT, dry_run=dry_run)

@@ -338,6 +338,33 @@ def up_snapshot(m: Model, observed: facts.Facts | None) -> Snapshot:
     return start.Snapshot(observed.engine, states, missing)
 
 
+def upgrade(project: Path, *, dry_run: bool) -> Outcome:
+    """The plan that moves the stack to the pins the repository ships (``readiness.run.upgrade``);
+    applying it is refused until backups exist. ``--dry-run`` writes nothing, not even a cache."""
+    import os
+
+    from .run import upgrade as upgradelib
+
+    if dry_run:
+        os.environ["READINESS_NO_CACHE"] = "1"  # the model's cache is a write too
+    env_path, example_path = project / ".env", project / ".env.example"
+    if not env_path.exists():
+        raise ToolkitError(".env does not exist: there is nothing to upgrade from", where=str(env_path),
+                           fix="`invoke bootstrap`, then `invoke up`: a first boot takes the pins .env.example ships")
+    m = model(project)
+    plan = upgradelib.plan(m, envfile.read(env_path), envfile.read(example_path), envfile.load_shipped(project))
+    output.current().text(upgradelib.to_text(plan))
+    doc = {"dry_run": dry_run, **plan.as_doc()}
+    if plan.refusals:
+        return Outcome(doc, ok=False)
+    if not dry_run and plan.moves:
+        raise ToolkitError(
+            "applying an upgrade is not built yet: it takes a backup first, and `invoke backup` does not exist yet",
+            fix="apply the plan above by hand: set each variable in .env to its new value, then `invoke up` (it pulls "
+                "and recreates what changed); or `invoke upgrade --dry-run` to only see the plan")
+    return Outcome(doc)
+
+
 def verify(project: Path, services: list[str], *, since: float | None = None) -> Outcome:
     """Every service's round trip through its users' interface (``readiness.run.verify``);
     ``since``: when the stack became healthy, right before (``invoke up``)."""
