@@ -138,7 +138,8 @@ def reset(c, yes=False, service=None):
     return steps.reset(PROJECT, yes=yes, services=list(service or []))
 
 
-@task(help={"dry-run": "print the plan and exit 0; write nothing, ask no registry", **JSON})
+@task(help={"dry-run": "print the plan and write nothing, ask no registry (exit 1 only when something refuses it)",
+            **JSON})
 def upgrade(c, dry_run=False, json=False):
     """Move the stack to the image pins the repository ships now (the plan; applying it waits for backups)."""
     return steps.upgrade(PROJECT, dry_run=dry_run)

@@ -66,6 +66,10 @@ def report(task: str, changes: list[str], unchanged: str) -> dict[str, Any]:
 
 
 def env(project: Path, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    unknown = [k for k in keep if not k or not envfile.valid_key(k)]
+    if unknown:
+        raise ToolkitError(f"not a variable name: {', '.join(map(repr, unknown))}",
+                           fix="name the .env key, e.g. --keep GRAFANA_IMAGE", code=output.EXIT_USAGE)
     adapted, reasons = _create_env_for_engine(project)
     result = envfile.ensure(project / ".env", project / ".env.example")
     if adapted:
@@ -76,12 +80,13 @@ def env(project: Path, keep: tuple[str, ...] = ()) -> dict[str, Any]:
         say("env", f"added to .env from .env.example: {', '.join(result.added)}")
     else:
         say("env", ".env has every key of .env.example (nothing changed)")
-    unknown = [k for k in keep if not envfile.valid_key(k)]
-    if unknown:
-        raise ToolkitError(f"not a variable name: {', '.join(unknown)}",
-                           fix="name the .env key, e.g. --keep GRAFANA_IMAGE", code=output.EXIT_USAGE)
-    for key in envfile.refresh_shipped(project, keep):
-        say("env", f"{key}: the value in .env is kept as your choice (`env.stale-default` no longer names it)")
+    forgotten = envfile.refresh_shipped(project, keep)
+    for key in keep:
+        if key in forgotten:
+            say("env", f"{key}: the value in .env is kept as your choice: `env.stale-default` no longer names it "
+                       "(until .env agrees with .env.example again)")
+        else:
+            say("env", f"{key}: not a pin .env kept from .env.example, or one that has not moved: nothing to keep")
     forget_model()
     m = model(project, tolerate_missing=True)
     if m.missing_required:
@@ -345,13 +350,23 @@ def upgrade(project: Path, *, dry_run: bool) -> Outcome:
 
     from .run import upgrade as upgradelib
 
-    if dry_run:
-        os.environ["READINESS_NO_CACHE"] = "1"  # the model's cache is a write too
     env_path, example_path = project / ".env", project / ".env.example"
     if not env_path.exists():
         raise ToolkitError(".env does not exist: there is nothing to upgrade from", where=str(env_path),
                            fix="`invoke bootstrap`, then `invoke up`: a first boot takes the pins .env.example ships")
-    m = model(project)
+    if not example_path.exists():
+        raise ToolkitError(".env.example is missing: what the repository ships cannot be read", where=str(example_path),
+                           fix="restore it from git: `git checkout -- .env.example`")
+    saved = os.environ.get("READINESS_NO_CACHE")
+    if dry_run:
+        os.environ["READINESS_NO_CACHE"] = "1"  # the model's cache is a write too
+    try:
+        m = model(project)
+    finally:
+        if saved is None:
+            os.environ.pop("READINESS_NO_CACHE", None)
+        else:
+            os.environ["READINESS_NO_CACHE"] = saved
     plan = upgradelib.plan(m, envfile.read(env_path), envfile.read(example_path), envfile.load_shipped(project))
     output.current().text(upgradelib.to_text(plan))
     doc = {"dry_run": dry_run, **plan.as_doc()}

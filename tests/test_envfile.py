@@ -267,6 +267,17 @@ def test_a_default_the_repository_moved_is_told_from_a_chosen_value(tmp_path):
     again = _env(tmp_path, ".env.example", "A_IMAGE=a:3\nB_IMAGE=b:2\nPORT=80\nC_IMAGE=c:2\n")
     assert envfile.stale_defaults(record, followed, again) == [("A_IMAGE", "a:2", "a:3")]
 
+    # Only image pins: a moved DATA_ROOT kept from the example is never advice to follow (it
+    # would point the stack at an empty directory).
+    data = _env(tmp_path, ".env", "DATA_ROOT=../data\n")
+    kept = envfile.shipped_after({}, data, _env(tmp_path, ".env.example", "DATA_ROOT=../data\n"))
+    assert kept == {"DATA_ROOT": "../data"}
+    assert envfile.stale_defaults(kept, data, _env(tmp_path, ".env.example", "DATA_ROOT=/srv/data\n")) == []
+    # No record at all (a .env older than it): the pins that differ are unknown, not stale.
+    assert envfile.unrecorded_pins({}, followed, again) == [("A_IMAGE", "a:2", "a:3"), ("B_IMAGE", "b:9", "b:2"),
+                                                            ("C_IMAGE", "c:1", "c:2")]
+    assert envfile.unrecorded_pins(record, followed, again) == []
+
 
 def test_invoke_env_records_the_repositorys_values_and_keeps_on_request(mini_files):
     """`invoke env` writes the record beside its caches; `--keep` forgets a key and says so;

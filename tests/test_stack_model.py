@@ -104,7 +104,7 @@ def test_every_image_is_pinned(stack):
 def test_every_services_log_is_bounded(stack):
     """A full disk is among the failures users of such stacks report most, and container logs
     without a limit are a main cause: every service rotates its log, as Compose renders it,
-    and preflight's check agrees on this engine's default driver and on another."""
+    and preflight's check agrees (on an engine whose default driver is json-file)."""
     _, model = stack
     for svc, spec in sorted(model.services.items()):
         logging = spec.get("logging") or {}

@@ -2,7 +2,8 @@
 
 On this repository's own stack, as Compose renders it (no engine: `docker compose config`
 needs none), with `.env.example` edited as a `git pull` would move its pins: which services
-run each moved pin, the order they restart in, a PostgreSQL major refused with its paths,
+run each moved pin, the order they restart in, what a PostgreSQL image's move means for the
+data (Spilo runs older majors: a note; an image that cannot run the data's major: refused),
 a value the user chose left alone. Through the CLI on the fixture stack: one schema-valid
 document, and not one file written by a dry run.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+import shutil
 
 import pytest
 from conftest import copy_repo, run_invoke, tree_digest
@@ -32,20 +33,20 @@ def moved(example: str, key: str, new: str) -> str:
     return re.sub(rf"^{key}=.*$", f"{key}={new}", example, count=1, flags=re.M)
 
 
-def test_the_plan_moves_stale_pins_in_dependency_order_and_refuses_a_postgres_major(repo_stack, tmp_path: Path):
+def test_the_plan_moves_stale_pins_in_dependency_order(repo_stack):
     root, model = repo_stack
     env = envfile.read(root / ".env")
     record = envfile.load_shipped(root)
     example_text = (root / ".env.example").read_text()
     old = {k: env.values[k] for k in ("GRAFANA_IMAGE", "SPILO_IMAGE", "ETCD_IMAGE", "VALKEY_IMAGE")}
     assert record["GRAFANA_IMAGE"] == old["GRAFANA_IMAGE"]  # `invoke env` recorded the shipped pins
-
     assert upgrade.plan(model, env, envfile.read(root / ".env.example"), record).moves == ()  # nothing moved yet
 
+    major = int(re.search(r"spilo-(\d+)", old["SPILO_IMAGE"]).group(1))
     text = moved(moved(example_text, "GRAFANA_IMAGE", old["GRAFANA_IMAGE"] + "-next"),
                  "ETCD_IMAGE", old["ETCD_IMAGE"] + "-next")
-    text = moved(text, "SPILO_IMAGE", "ghcr.io/zalando/spilo-18:4.1-p1")
-    text = moved(text, "VALKEY_IMAGE", "valkey/valkey:9.0.0")
+    text = moved(text, "SPILO_IMAGE", f"ghcr.io/zalando/spilo-{major + 1}:9.9-p1")
+    text = moved(text, "VALKEY_IMAGE", "valkey/valkey:99.0.0")
     example = envfile.parse_text(text, root / ".env.example")
     chosen = envfile.parse_text(moved((root / ".env").read_text(), "VALKEY_IMAGE", "valkey/valkey:8.0.9"),
                                 root / ".env")  # a pin the user set: not the repository's to move
@@ -54,19 +55,41 @@ def test_the_plan_moves_stale_pins_in_dependency_order_and_refuses_a_postgres_ma
     assert set(moves) == {"GRAFANA_IMAGE", "ETCD_IMAGE", "SPILO_IMAGE"}
     assert moves["GRAFANA_IMAGE"].services == ("grafana",) and moves["GRAFANA_IMAGE"].postgres is None
     assert moves["SPILO_IMAGE"].services == ("postgres-init", "spilo-1", "spilo-2")
-    assert moves["SPILO_IMAGE"].postgres == (17, 18)
+    assert moves["SPILO_IMAGE"].postgres == (major, major + 1)
     # etcd before the members that depend on it; the one-shot that needs the leader after them.
     order = list(p.restart)
     assert set(order) == {"grafana", "etcd", "spilo-1", "spilo-2", "postgres-init"}
     assert order.index("etcd") < order.index("spilo-1") < order.index("postgres-init")
     assert order.index("spilo-2") < order.index("postgres-init")
-    [refusal] = p.refusals
-    assert "PostgreSQL 17 -> 18" in refusal and "dump and restore" in refusal and "SPILO_IMAGE" in refusal
+    # Spilo runs older majors: the move keeps the data's major, and says the upgrade is its own step.
+    assert p.refusals == () and len(p.notes) == 1 and f"stays on PostgreSQL {major}" in p.notes[0]
     assert "valkey" not in upgrade.to_text(p)
 
+    # An image that runs exactly one major, another than the data's: refused, with the way.
+    exact = envfile.parse_text(moved(example_text, "SPILO_IMAGE", f"postgres:{major + 1}.1"), root / ".env.example")
+    [refusal] = upgrade.plan(model, env, exact, record).refusals
+    assert f"cannot run the data's PostgreSQL {major}" in refusal and "dump and restore" in refusal
+    older = envfile.parse_text(moved(example_text, "SPILO_IMAGE", f"postgres:{major - 1}"), root / ".env.example")
+    assert "restore a backup" in upgrade.plan(model, env, older, record).refusals[0]
 
-def test_dry_run_prints_one_document_and_writes_nothing(mini):
+
+def test_without_a_record_differing_pins_are_unknown_not_moved(repo_stack):
+    root, model = repo_stack
+    env = envfile.read(root / ".env")
+    example = envfile.parse_text(moved((root / ".env.example").read_text(), "GRAFANA_IMAGE", "grafana/grafana:99"),
+                                 root / ".env.example")
+    p = upgrade.plan(model, env, example, {})
+    assert p.moves == () and [k for k, _, _ in p.unknown] == ["GRAFANA_IMAGE"]
+    assert "no record says" in upgrade.to_text(p)
+
+
+def test_dry_run_prints_one_document_and_writes_nothing(mini_files):
+    mini = mini_files
     assert run_invoke(mini, "env").returncode == 0
+    record = (mini / envfile.SHIPPED).read_bytes()
+    shutil.rmtree(mini / ".readiness")  # no cache, no lock: a dry run must not make them
+    (mini / envfile.SHIPPED).parent.mkdir(parents=True)
+    (mini / envfile.SHIPPED).write_bytes(record)
     example = mini / ".env.example"
     example.write_text(moved(example.read_text(), "WEB_IMAGE", "busybox:1.37.0"))
     before = tree_digest(mini, ".")
@@ -77,9 +100,10 @@ def test_dry_run_prints_one_document_and_writes_nothing(mini):
     assert doc["ok"] is True and doc["dry_run"] is True and doc["restart"] == ["web"]
     assert doc["moves"] == [{"variable": "WEB_IMAGE", "old": "busybox:1.36.1", "new": "busybox:1.37.0",
                              "services": ["web"], "postgres_major": None}]
-    assert tree_digest(mini, ".") == before  # not .env, not the record, not a cache
+    assert tree_digest(mini, ".") == before
+    assert sorted(str(p.relative_to(mini)) for p in (mini / ".readiness").rglob("*")) == [envfile.SHIPPED]
     text = run_invoke(mini, "upgrade", "--dry-run")
     assert "WEB_IMAGE: busybox:1.36.1 -> busybox:1.37.0 (services: web)" in text.stdout
     # Applying is refused until backups exist: an error that says how to do it by hand.
     applied = run_invoke(mini, "upgrade", "--json")
-    assert applied.returncode == 1 and "invoke backup" in json.loads(applied.stdout)["error"]["what"]
+    assert applied.returncode == 1 and "backup" in json.loads(applied.stdout)["error"]["what"]

@@ -387,9 +387,9 @@ CATALOG: dict[str, Entry] = {
                  "grows until the engine's disk is full`"),
         cause=("the service has no `logging:` with a `max-size` (the shipped services all have `logging: *logging`), "
                "and the engine's default driver is json-file, which never rotates unless told to"),
-        fix=("Give the service `logging: *logging` (its file's `x-logging` anchor: json-file, 10 MB x 3 files), or "
-             "set `\"log-opts\": {\"max-size\": \"10m\", \"max-file\": \"3\"}` in the engine's daemon.json (then "
-             "recreate the containers). A log's size now: "
+        fix=("Give the service `logging: *logging` (its file's `x-logging` anchor: json-file, 10 MB x 3 files). "
+             "`\"log-opts\": {\"max-size\": \"10m\"}` in the engine's daemon.json bounds every container too, but "
+             "`docker info` does not show it, so the warning stays. A log's size now: "
              "`sudo du -h \"$(docker inspect --format '{{.LogPath}}' CONTAINER)\"`"),
     ),
     "image.platform": Entry(

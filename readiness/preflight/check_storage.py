@@ -167,17 +167,19 @@ def check_logs(model: Model, facts: Facts, files: dict[str, str]) -> list[Findin
     lets its log grow without bound. Without a ``logging`` key the engine's ``daemon.json``
     may set a ``max-size``, which ``docker info`` does not show: the fix says so."""
     default = facts.engine.logging_driver if facts.engine is not None else "json-file"
+    assumed = "" if facts.engine is not None else ", assumed: the engine did not answer"
     out = []
     for svc, spec in sorted(model.services.items()):
         logging = spec.get("logging") or {}
         driver = str(logging.get("driver") or default)
         if driver not in UNBOUNDED_UNLESS_SIZED or (logging.get("options") or {}).get("max-size"):
             continue
-        whose = "its driver" if logging.get("driver") else "the engine's default driver"
+        whose = "its driver" if logging.get("driver") else f"the engine's default driver{assumed}"
         out.append(Finding(
             "logs.unbounded", WARNING,
             f"{svc}'s container log has no size limit ({driver}, {whose}): it grows until the engine's disk is full",
             "give the service a bounded `logging:` (the file's `x-logging` anchor: `logging: *logging`, json-file "
-            "with max-size and max-file), or set `log-opts` max-size in the engine's daemon.json",
+            "with max-size and max-file); a `log-opts` max-size in the engine's daemon.json bounds it too, but "
+            "`docker info` does not show it, so this warning stays",
             service=svc, file=files.get(svc, "")))
     return out

@@ -9,7 +9,8 @@ Data directories belong to container uids (Grafana 472, Spilo 101, ...) with mod
 database keeps subdirectories of mode 0700: root measures them directly; any other user asks
 one short-lived helper container (``du -sk``, read-only mounts, only CAP_DAC_READ_SEARCH, no
 network), which sees them as the engine's containers do. A size that cannot be had stays
-None with the reason, never a guess. Nothing here writes.
+None with the reason, never a guess. Nothing here writes to the data (the helper image is
+pulled if the engine lacks it, as for every helper).
 """
 
 from __future__ import annotations
@@ -46,12 +47,16 @@ def size_direct(path: Path) -> int:
     followed); raises OSError when a directory cannot be read."""
     total, seen = 0, set()
 
-    def fail(exc: OSError) -> None:
-        raise exc
+    def gone_ok(exc: OSError) -> None:
+        if not isinstance(exc, FileNotFoundError):  # removed meanwhile (a WAL segment, a temp file): du skips it too
+            raise exc
 
-    for top, subdirs, files in os.walk(path, onerror=fail):
+    for top, subdirs, files in os.walk(path, onerror=gone_ok):
         for name in [*subdirs, *files]:
-            st = os.lstat(os.path.join(top, name))
+            try:
+                st = os.lstat(os.path.join(top, name))
+            except FileNotFoundError:
+                continue
             if (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
                 total += st.st_blocks * 512
@@ -79,7 +84,8 @@ def measure(model: Model, engine: Engine | None, *, direct: bool | None = None) 
     ``direct``: measure on the host (default: when running as root on a local engine); else
     through one helper container for all of them."""
     found = [d for d in dirslib.data_dirs(model) if d.path.is_dir()]
-    direct = (os.geteuid() == 0 and engine is not None and engine.local) if direct is None else direct
+    remote = engine is not None and engine.kind == enginelib.Kind.REMOTE
+    direct = (os.geteuid() == 0 and not remote) if direct is None else direct
     sizes: dict[Path, int] = {}
     errors: dict[Path, str] = {}
     if direct:
@@ -88,8 +94,10 @@ def measure(model: Model, engine: Engine | None, *, direct: bool | None = None) 
                 sizes[d.path] = size_direct(d.path)
             except OSError as exc:
                 errors[d.path] = f"{exc.strerror or exc} ({exc.filename})"
-    elif found and (engine is None or engine.kind == enginelib.Kind.REMOTE):
-        errors = {d.path: "not readable by this user, and no local engine to look through" for d in found}
+    elif found and remote:
+        errors = {d.path: "the engine runs on another machine: its data directories are there" for d in found}
+    elif found and engine is None:
+        errors = {d.path: "not readable by this user, and the engine does not answer to look through" for d in found}
     elif found:
         mounts = [(d.path, f"/mnt/{i}") for i, d in enumerate(found)]
         why = ""
@@ -109,7 +117,7 @@ def measure(model: Model, engine: Engine | None, *, direct: bool | None = None) 
                 errors[d.path] = why or "the helper container gave no answer"
     out = []
     for d in found:
-        free = hostfacts.free_bytes(d.path) if engine is None or engine.local else None
+        free = hostfacts.free_bytes(d.path) if not remote else None
         out.append(Usage(d.service, d.path, sizes.get(d.path), free[1] if free else None, errors.get(d.path, "")))
     return out
 

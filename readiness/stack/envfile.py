@@ -508,9 +508,25 @@ def refresh_shipped(project_dir: Path, keep: tuple[str, ...] = ()) -> list[str]:
         return [k for k in keep if k in record]
 
 
+def is_pin(key: str) -> bool:
+    """An image pin (``*_IMAGE``): the only kind of default whose move is an upgrade. Any other
+    default the repository moves (``DATA_ROOT``, a scope, a network name) may name where data
+    lives, and following it blindly would point a service at an empty directory: not named."""
+    return key.endswith("_IMAGE")
+
+
 def stale_defaults(record: dict[str, str], env: EnvFile, example: EnvFile) -> list[tuple[str, str, str]]:
-    """(key, the old default ``.env`` still holds, what the example ships now) for every key
+    """(key, the old pin ``.env`` still holds, what the example ships now) for every image pin
     the repository moved while ``.env`` kept its old default (pure)."""
     current, shipped = env.values, example.values
     return [(k, old, shipped[k]) for k, old in sorted(record.items())
-            if k in current and k in shipped and current[k] == old and shipped[k] != old]
+            if is_pin(k) and k in current and k in shipped and current[k] == old and shipped[k] != old]
+
+
+def unrecorded_pins(record: dict[str, str], env: EnvFile, example: EnvFile) -> list[tuple[str, str, str]]:
+    """Without a record (a ``.env`` older than it, or ``.readiness/`` deleted): the pins on
+    which ``.env`` and the example differ, which may be stale or chosen (pure)."""
+    if record:
+        return []
+    current, shipped = env.values, example.values
+    return [(k, current[k], v) for k, v in sorted(shipped.items()) if is_pin(k) and k in current and current[k] != v]
