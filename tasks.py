@@ -27,8 +27,8 @@ def task(*args, **kwargs):
     return invoke_task(*args, klass=ToolkitTask, **kwargs)
 
 
-@task(help={"keep": "a key whose value in .env you keep on purpose, though the repository ships another "
-                    "(repeatable)"}, iterable=["keep"])
+@task(help={"keep": "a key whose value in .env you keep on purpose, though the repository ships another"},
+      iterable=["keep"])
 def env(c, keep=None):
     """Create .env from .env.example, or add the keys it lacks; never edits a value."""
     steps.env(PROJECT, tuple(keep or ()))
