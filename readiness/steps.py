@@ -9,6 +9,7 @@ through :mod:`readiness.output` and return what a ``--json`` run prints
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from .prepare import certs as certslib
 from .prepare import dirs as dirslib
 from .prepare import networks as networkslib
 from .prepare import secrets as secretslib
-from .stack import compose, envfile
+from .stack import compose, envfile, modelcache
 from .stack import ports as portslib
 from .stack.model import Model
 from .system import engine as enginelib
@@ -346,8 +347,6 @@ def up_snapshot(m: Model, observed: facts.Facts | None) -> Snapshot:
 def upgrade(project: Path, *, dry_run: bool) -> Outcome:
     """The plan that moves the stack to the pins the repository ships (``readiness.run.upgrade``);
     applying it is refused until backups exist. ``--dry-run`` writes nothing, not even a cache."""
-    import os
-
     from .run import upgrade as upgradelib
 
     env_path, example_path = project / ".env", project / ".env.example"
@@ -357,16 +356,8 @@ def upgrade(project: Path, *, dry_run: bool) -> Outcome:
     if not example_path.exists():
         raise ToolkitError(".env.example is missing: what the repository ships cannot be read", where=str(example_path),
                            fix="restore it from git: `git checkout -- .env.example`")
-    saved = os.environ.get("READINESS_NO_CACHE")
-    if dry_run:
-        os.environ["READINESS_NO_CACHE"] = "1"  # the model's cache is a write too
-    try:
+    with modelcache.disabled() if dry_run else contextlib.nullcontext():  # the model's cache is a write too
         m = model(project)
-    finally:
-        if saved is None:
-            os.environ.pop("READINESS_NO_CACHE", None)
-        else:
-            os.environ["READINESS_NO_CACHE"] = saved
     plan = upgradelib.plan(m, envfile.read(env_path), envfile.read(example_path), envfile.load_shipped(project))
     output.current().text(upgradelib.to_text(plan))
     doc = {"dry_run": dry_run, **plan.as_doc()}

@@ -166,16 +166,8 @@ def probe(project_dir: Path, paths: Iterable[Path], engine: Engine | None, helpe
         why = "not readable by this user, and no local engine to look through"
     else:
         mounts = [(path, f"/mnt/{i}") for i, (path, _) in enumerate(pending)]
-        try:
-            # userns-remap: in the host's user namespace, so that files of unmapped owners can be read too
-            res = enginelib.helper(helper_image, helper_script(len(pending)), mounts, caps=("DAC_READ_SEARCH",),
-                                   timeout=120, check=False, host_userns=engine.kind == enginelib.Kind.USERNS,
-                                   readonly=True)
-        except ToolkitError as exc:
-            res, why = None, exc.message
-        answers = parse_helper(res.stdout, len(pending)) if res is not None and res.ok else {}
-        if res is not None and not res.ok:
-            why = enginelib.helper_error(helper_image, res).message
+        stdout, why = enginelib.look_into(engine, helper_image, helper_script(len(pending)), mounts)
+        answers = parse_helper(stdout, len(pending)) if not why else {}
         for i, (path, ident) in enumerate(pending):
             if i in answers:
                 empty, pg = answers[i]

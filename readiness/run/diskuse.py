@@ -100,16 +100,13 @@ def measure(model: Model, engine: Engine | None, *, direct: bool | None = None) 
         errors = {d.path: "not readable by this user, and the engine does not answer to look through" for d in found}
     elif found:
         mounts = [(d.path, f"/mnt/{i}") for i, d in enumerate(found)]
-        why = ""
         try:
-            res = enginelib.helper(model.helper_image, helper_script(len(found)), mounts, caps=("DAC_READ_SEARCH",),
-                                   timeout=120, check=False, host_userns=engine.kind == enginelib.Kind.USERNS,
-                                   readonly=True)
-            answers = parse_helper(res.stdout, len(found))
-            if not res.ok and not answers:
-                why = enginelib.helper_error(model.helper_image, res).message
-        except ToolkitError as exc:
-            answers, why = {}, exc.message
+            stdout, why = enginelib.look_into(engine, model.helper_image, helper_script(len(found)), mounts)
+        except ToolkitError as exc:  # the stack names no helper image
+            stdout, why = "", exc.message
+        # `du` exits non-zero when a file vanishes under it, yet prints its totals: they count.
+        answers = parse_helper(stdout, len(found))
+        why = "" if answers else why
         for i, d in enumerate(found):
             if i in answers:
                 sizes[d.path] = answers[i]

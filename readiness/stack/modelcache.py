@@ -30,6 +30,7 @@ not cached at all: every task renders it. ``READINESS_NO_CACHE=1`` always render
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -55,6 +56,21 @@ SYSTEM_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/d
 
 def enabled() -> bool:
     return os.environ.get("READINESS_NO_CACHE", "") in ("", "0")
+
+
+@contextlib.contextmanager
+def disabled():
+    """Neither read nor write the cache inside the block (a task that must write nothing),
+    as ``READINESS_NO_CACHE=1`` would; the setting before it is restored."""
+    saved = os.environ.get("READINESS_NO_CACHE")
+    os.environ["READINESS_NO_CACHE"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("READINESS_NO_CACHE", None)
+        else:
+            os.environ["READINESS_NO_CACHE"] = saved
 
 
 def _read(path: Path) -> bytes | None:
