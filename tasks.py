@@ -20,6 +20,7 @@ from readiness.stack import compose
 
 PROJECT = compose.project_dir()
 JSON = {"json": "print one JSON document on stdout (schemas/ documents its shape)"}
+TO = "the directory that holds the backups (default: backups/ in the project)"
 
 
 def task(*args, **kwargs):
@@ -131,11 +132,31 @@ def down(c, volumes=False, json=False):
     return steps.down(PROJECT, volumes)
 
 
-@task(help={"yes": "confirm: the data is deleted for good", "service": "only this service's data (repeatable)"},
+@task(help={"yes": "confirm: the data is deleted for good", "service": "only this service's data (repeatable)",
+            "no-backup": "delete it though no backup holds it as it is now", "to": TO},
       iterable=["service"])
-def reset(c, yes=False, service=None):
+def reset(c, yes=False, service=None, no_backup=False, to=None):
     """Stop the stack and delete its data directories through the engine (no sudo); keeps secrets and .env."""
-    return steps.reset(PROJECT, yes=yes, services=list(service or []))
+    return steps.reset(PROJECT, yes=yes, services=list(service or []), no_backup=no_backup, to=to)
+
+
+@task(help={"to": TO, "only": "only this service (repeatable; also takes one skipped by default)",
+            "skip": "not this service (repeatable)", **JSON}, iterable=["only", "skip"])
+def backup(c, to=None, only=None, skip=None, json=False):
+    """One backup of the data, .env and secrets, consistent while the stack runs; the manifest is written last."""
+    return steps.backup(PROJECT, to=to, only=list(only or []), skip=list(skip or []))
+
+
+@task(help={"yes": "do it: stop the stack, take a safety backup, replace the data, start again", "to": TO, **JSON})
+def restore(c, path, yes=False, to=None, json=False):
+    """Check every checksum of the backup at PATH and say what it replaces; with --yes, restore it."""
+    return steps.restore(PROJECT, path, yes=yes, to=to)
+
+
+@task(help={"to": TO, **JSON})
+def backups(c, to=None, json=False):
+    """The backups, with their size, age and whether their checksums still hold."""
+    return steps.backups(PROJECT, to=to)
 
 
 @task(help={"dry-run": "print the plan and write nothing, ask no registry (exit 1 only when something refuses it)",

@@ -476,9 +476,13 @@ def down(project: Path, volumes: bool) -> Outcome:
     return Outcome({"removed_volumes": volumes})
 
 
-def reset(project: Path, *, yes: bool, services: list[str]) -> Outcome:
-    """Stop the stack and delete data directories (all, or those of ``services``), through the engine."""
+def reset(project: Path, *, yes: bool, services: list[str], no_backup: bool = False, to: str | None = None
+          ) -> Outcome:
+    """Stop the stack and delete data directories (all, or those of ``services``), through the engine;
+    refused while no backup is newer than that data, unless ``no_backup``."""
     from .run import start
+    from .run.backup import restore as restorelib
+    from .run.backup import take
 
     m = model(project)
     unknown = sorted(set(services) - set(m.services))
@@ -493,6 +497,19 @@ def reset(project: Path, *, yes: bool, services: list[str]) -> Outcome:
                          for svc, spec in m.services.items() for v in spec.get("volumes") or []
                          if isinstance(v, dict) and v.get("type") == "volume")
     listing = ", ".join(doomed) or "none"
+    if present and not no_backup:
+        from .prepare import datastate
+
+        states = datastate.probe(project, [d.path for d in present], enginelib.info(), m.helper_image)
+        with_data = {d.service for d in present if states[d.path].has_data}
+    if present and not no_backup and with_data:
+        root = take.resolve_root(project, to)
+        changed = restorelib.data_changed_at(m, with_data)
+        if restorelib.covering(restorelib.listing(root, hashes=False), changed) is None:
+            raise ToolkitError(f"no backup under {root} holds the data of {', '.join(sorted(with_data))} as it is now: "
+                               "`invoke reset` would delete it for good", where=str(root),
+                               fix="`invoke backup` first (then reset), or `invoke reset --no-backup --yes` to delete "
+                                   "it without one", code=output.EXIT_USAGE)
     if not yes:
         raise ToolkitError(f"`invoke reset` deletes data for good: {listing}",
                            fix="run `invoke reset --yes` to confirm (add `--service NAME` to limit it); secrets, "
@@ -510,6 +527,73 @@ def reset(project: Path, *, yes: bool, services: list[str]) -> Outcome:
     say("reset", f"{len(removed)} data director{'y' if len(removed) == 1 else 'ies'} removed; `invoke up` starts "
                  "from empty data (secrets, certificates and .env kept)")
     return Outcome({"removed": [m.relpath(p) for p in removed]})
+
+
+def backup(project: Path, *, to: str | None, only: list[str], skip: list[str]) -> Outcome:
+    """One backup (``readiness.run.backup``); ``--json``: its path and manifest."""
+    from .run.backup import take
+
+    m = model(project)
+    directory, doc = take.take(m, enginelib.info(), root=take.resolve_root(project, to), only=only, skip=skip)
+    return Outcome({"path": str(directory), "manifest": doc})
+
+
+def restore(project: Path, path: str, *, yes: bool, to: str | None, timeout: int = 600) -> Outcome:
+    """Check a backup, say what it replaces; with ``yes``, put it back (``readiness.run.backup.restore``)."""
+    from .run import start
+    from .run.backup import restore as restorelib
+    from .run.backup import take
+
+    m = model(project)
+    checked = restorelib.check(m, Path(path).expanduser().resolve())
+    listing = "; ".join(checked.replaces)
+    if not yes:
+        output.current().text("\n".join(["The restore would replace:", *(f"  - {r}" for r in checked.replaces),
+                                         "after taking a safety backup of it. Run again with --yes to do it."]))
+        return Outcome({"path": str(checked.directory), "would_replace": checked.replaces, "done": False},
+                       ok=False, code=output.EXIT_USAGE)
+    say("restore", f"backup {checked.directory} checked (every checksum holds); replacing: {listing}")
+    engine = enginelib.info()
+
+    def reload() -> Model:
+        forget_model()
+        return model(project)
+
+    def boot(mm: Model) -> None:
+        start.up(mm, engine, timeout)
+        res = verify(project, [])
+        if not res.ok:
+            raise ToolkitError("the stack runs again, but `invoke verify` fails after the restore",
+                               fix="see the verdicts above")
+
+    doc = restorelib.restore(m, engine, checked, root=take.resolve_root(project, to), reload=reload, start=boot)
+    return Outcome({**doc, "done": True})
+
+
+def backups(project: Path, *, to: str | None) -> Outcome:
+    """Every backup under the backup directory: size, age, whether its checksums hold."""
+    from .run.backup import restore as restorelib
+    from .run.backup import take
+
+    root = take.resolve_root(project, to)
+    rows = restorelib.listing(root)
+    out = output.current()
+    if not rows:
+        out.text(f"no backups under {root} (`invoke backup` makes one)")
+    else:
+        table_rows = [[Path(r["path"]).name, restorelib.age(r.get("age_seconds")) if r["complete"] else "-",
+                       diskuse_human(r.get("bytes")) if r["complete"] else "-",
+                       ("ok" if r["checksums_ok"] else "DAMAGED: " + "; ".join(r["damage"])) if r["complete"]
+                       else "incomplete: " + r["why"]] for r in rows]
+        out.text(out.table(["BACKUP", "AGE", "SIZE", "CHECKSUMS"], table_rows))
+    damaged = [r for r in rows if r["complete"] and not r["checksums_ok"]]
+    return Outcome({"root": str(root), "backups": rows}, ok=not damaged)
+
+
+def diskuse_human(n: int | None) -> str:
+    from .run import diskuse
+
+    return "?" if n is None else diskuse.human(n)
 
 
 def logs(project: Path, service: str, tail: int, follow: bool) -> int:

@@ -154,7 +154,7 @@ def parse_user(value: Any) -> tuple[int, int] | None:
 
 
 _SERVICE_X_KEYS = {"user", "data-owner", "data-mode", "health", "docker-socket", "host-sysctl", "baked-secrets",
-                   "login", "connect", "verify", "ulimit-fallback"}
+                   "login", "connect", "verify", "ulimit-fallback", "backup"}
 
 
 def x_problems(model: Model) -> list[tuple[str, str]]:
@@ -213,6 +213,13 @@ def x_problems(model: Model) -> list[tuple[str, str]]:
                 for name, lines in fallback.items())):
             out.append((f"{where}.ulimit-fallback", "must map a ulimit name to the .env lines that go with lowering "
                         "it (e.g. {memlock: {OPENSEARCH_MEMORY_LOCK: \"false\"}})"))
+        backup = raw.get("backup")
+        if backup is not None and not (isinstance(backup, dict) and set(backup) <= {"method", "default", "why"}
+                                       and backup.get("method", "copy") in ("copy", "valkey")
+                                       and isinstance(backup.get("default", True), bool)
+                                       and isinstance(backup.get("why", ""), str)):
+            out.append((f"{where}.backup", "must be a mapping of method (copy or valkey), default (true/false) and "
+                        "why (text), e.g. {default: false, why: \"metrics: expendable\"}"))
         out += _shape_problems(model, f"{where}.login", raw.get("login"), _LOGIN_KEYS)
         out += _shape_problems(model, f"{where}.connect", raw.get("connect"), _CONNECT_KEYS)
     return out

@@ -467,6 +467,35 @@ def parse_project_containers(stdout: str) -> list[dict]:
     return out
 
 
+def parse_rfc3339(text: str) -> float | None:
+    """``2026-12-03T14:11:35.814123456Z`` (the engine's times) -> epoch seconds; the zero time
+    (``0001-01-01T00:00:00Z``: never happened) and anything unreadable -> None."""
+    import calendar
+
+    m = re.match(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", text.strip())
+    if not m or m.group(1) == "0001":
+        return None
+    y, mo, d, h, mi, sec = (int(m.group(i)) for i in range(1, 7))
+    ts = calendar.timegm((y, mo, d, h, mi, sec, 0, 0, 0)) + float("0." + (m.group(7) or "0"))
+    if m.group(8) != "Z":
+        sign = 1 if m.group(8)[0] == "+" else -1
+        ts -= sign * (int(m.group(8)[1:3]) * 3600 + int(m.group(8)[4:6]) * 60)
+    return ts
+
+
+def container_times(ids: Sequence[str]) -> dict[str, tuple[float | None, float | None, bool]]:
+    """Container id -> (started at, finished at, running), as the engine records them."""
+    if not ids:
+        return {}
+    res = runner.run(["docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}} {{.State.FinishedAt}} "
+                      "{{.State.Running}}", *ids], timeout=60)
+    out = {}
+    for line in res.stdout.splitlines():
+        cid, started, finished, running = (line.split() + ["", "", "", ""])[:4]
+        out[cid] = (parse_rfc3339(started), parse_rfc3339(finished), running == "true")
+    return out
+
+
 def read_sysctl(engine: Engine, name: str, image: str | None = None) -> int | None:
     """A kernel setting as the engine's containers see it (None when it cannot be read).
 
@@ -504,7 +533,7 @@ def unprivileged_port_start(engine: Engine) -> int:
 
 def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], *, user: str = "0:0",
                    caps: Sequence[str] = (), host_userns: bool = False, readonly: bool = False,
-                   ulimits: Sequence[tuple[str, int, int]] = ()) -> list[str]:
+                   ulimits: Sequence[tuple[str, int, int]] = (), stdin: bool = False) -> list[str]:
     """``docker run`` of a short-lived helper: no network, only ``caps``, ``mounts`` bound.
 
     ``host_userns`` runs it in the host's user namespace (``--userns=host``), which only a
@@ -512,9 +541,12 @@ def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], 
     mapped into the remapped range (the user's own new directory). ``readonly`` mounts every
     directory read-only (a helper that only looks). ``ulimits`` are (name, soft, hard) to
     start it with (-1: unlimited): whether the engine can apply them is its own answer.
+    ``stdin`` keeps its standard input open (``-i``: an archive streamed into ``tar -x``).
     """
     args = ["docker", "run", "--rm", "--network", "none", "--user", user, "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges", "--entrypoint", "/bin/sh"]
+    if stdin:
+        args.append("-i")
     if host_userns:
         args.append("--userns=host")
     for name, soft, hard in ulimits:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +118,107 @@ def stream(args: Sequence[str], *, cwd: str | Path | None = None) -> int:
                            fix=INSTALL_HINTS.get(program, f"install {program}"), code=127) from None
     except KeyboardInterrupt:
         return 130
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """What a command that streamed bytes to or from a file left behind."""
+
+    returncode: int
+    stderr: str
+    size: int
+    sha256: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+CHUNK = 1 << 20
+
+
+def to_file(args: Sequence[str], path: Path, *, cwd: str | Path | None = None,
+            progress: Callable[[int], None] | None = None) -> Streamed:
+    """Run ``args`` and write its stdout to ``path`` (created, 0600), hashing it on the way.
+
+    For archives that a container produces on its stdout (``tar -c``, ``pg_basebackup -D -``):
+    one pass writes the file and its SHA-256, and the bytes never sit in memory. The file is
+    fsynced before this returns. An error writing it (a full disk: ENOSPC) stops the command
+    and is raised as the ``OSError`` it is, for the caller to report with its context.
+    """
+    import hashlib
+
+    digest, size = hashlib.sha256(), 0
+    proc = _popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    errors = _drain(proc)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            while chunk := proc.stdout.read(CHUNK):
+                fh.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                if progress:
+                    progress(size)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    code = proc.wait()
+    return Streamed(code, errors(), size, digest.hexdigest())
+
+
+def from_file(args: Sequence[str], path: Path, *, cwd: str | Path | None = None) -> Streamed:
+    """Run ``args`` with ``path`` as its stdin (``tar -x`` in a container); the SHA-256 of
+    what was sent is returned, so that what was restored is what was checked."""
+    import hashlib
+
+    digest, size = hashlib.sha256(), 0
+    proc = _popen(args, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    errors = _drain(proc)
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                proc.stdin.write(chunk)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # the command ended early: its exit status and stderr say why
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    code = proc.wait()
+    return Streamed(code, errors(), size, digest.hexdigest())
+
+
+def _drain(proc: subprocess.Popen) -> Callable[[], str]:
+    """Read the command's stderr on a thread (a full pipe would stall it); call the result
+    once the command has ended to get the text."""
+    import threading
+
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.append(proc.stderr.read() if proc.stderr else b""), daemon=True)
+    reader.start()
+
+    def text() -> str:
+        reader.join(timeout=10)
+        return b"".join(chunks).decode("utf-8", "replace")
+    return text
+
+
+def _popen(args: Sequence[str], **kwargs) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(list(args), stderr=subprocess.PIPE, **kwargs)
+    except FileNotFoundError:
+        program = Path(args[0]).name
+        raise ToolkitError(f"`{program}` is not installed or not on PATH",
+                           fix=INSTALL_HINTS.get(program, f"install {program}"), code=127) from None
 
 
 class Lines:

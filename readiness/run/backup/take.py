@@ -1,0 +1,182 @@
+"""``invoke backup``: one self-describing backup of the stack's data and configuration.
+
+The order is what makes it safe: every part is written and synced, then the manifest, last and
+atomically. Whatever stops it (an error, a full disk, Ctrl-C) removes the directory it made and
+starts again every service it stopped; only SIGKILL can leave a directory behind, and that one
+has no manifest, so it is never offered for restore (``invoke backups`` lists it as incomplete).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ... import output
+from ...errors import ToolkitError
+from ...stack.model import Model
+from ...system import engine as enginelib
+from ...system import fsutil, runner
+from ...system.engine import Engine
+from .. import diskuse
+from . import manifest, parts
+from .plan import Choice, Part, choose, config_paths
+
+DEFAULT_ROOT = "backups"
+LOCK = ".readiness/locks/backup.lock"
+#: Room kept free beyond the estimate: WAL written during the backup, the manifest, the filesystem's own.
+MARGIN = 256 * 1024 * 1024
+
+
+def say(message: str, style: str | None = None) -> None:
+    output.say("backup", message, style)
+
+
+def running_services(model: Model) -> set[str]:
+    return {str(c.get("Service", "")) for c in enginelib.project_containers(model.name) if c.get("State") == "running"}
+
+
+def git_commit(project: Path) -> str | None:
+    res = runner.run(["git", "-C", str(project), "rev-parse", "HEAD"], timeout=30) if runner.which("git") else None
+    return res.stdout.strip() if res is not None and res.ok else None
+
+
+def new_directory(root: Path, project: str, now: float) -> Path:
+    fsutil.ensure_dir(root, 0o700)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    for n in range(1, 100):
+        path = root / (f"{project}-{stamp}" if n == 1 else f"{project}-{stamp}-{n}")
+        try:
+            path.mkdir(mode=0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise ToolkitError(f"cannot create a new backup directory in {root}", where=str(root),
+                       fix="remove old backups there, or choose another place with --to")
+
+
+def check_room(model: Model, engine: Engine, choice: Choice, root: Path) -> int:
+    """The estimated size of the backup; refuses before anything is written when the disk
+    under ``root`` has less free space than that and a margin."""
+    dirs = [d for part in choice.parts for d in part.dirs if part.kind != "postgres" or d.service in part.members]
+    wanted = {d.path for d in dirs}
+    sizes = [u.size or 0 for u in diskuse.measure(model, engine) if u.path in wanted]
+    estimate = sum(sizes)
+    free = shutil.disk_usage(root).free
+    if free < estimate + MARGIN:
+        raise ToolkitError(
+            f"not enough free space for the backup: {diskuse.human(free)} free under {root}, and it needs about "
+            f"{diskuse.human(estimate + MARGIN)} (the data directories it copies, and a margin)",
+            where=str(root), fix="free space there, or write the backup to another disk: `invoke backup --to DIR`")
+    return estimate
+
+
+@contextlib.contextmanager
+def paused(model: Model, svc: str, running: set[str], record: list[dict[str, Any]]) -> Iterator[None]:
+    """Stop ``svc`` for the block when it runs; start it again afterwards, whatever happens."""
+    if svc not in running:
+        yield
+        return
+    say(f"stopping {svc} while its data is copied")
+    started = time.monotonic()
+    parts.compose_run(model, "stop", svc)
+    try:
+        yield
+    finally:
+        parts.compose_run(model, "start", svc)
+        record.append({"service": svc, "seconds": round(time.monotonic() - started, 2)})
+        say(f"{svc} started again after {record[-1]['seconds']} s")
+
+
+def _take_part(model: Model, engine: Engine, part: Part, directory: Path, running: set[str],
+               pauses: list[dict[str, Any]]) -> dict[str, Any]:
+    dest = directory / part.name
+    entry: dict[str, Any] = {"name": part.name, "kind": part.kind, "service": part.service,
+                             "services": list(part.services),
+                             "dirs": [{"service": d.service, "path": model.relpath(d.path), "target": d.target}
+                                      for d in part.dirs]}
+    started = time.monotonic()
+    if part.kind == "config":
+        paths = config_paths(model)
+        res = parts.config_out(model, engine, paths, dest)
+        entry["paths"] = paths
+        entry["taken_by"] = list(parts.user_ids(engine))
+    elif part.kind == "postgres":
+        source = parts.replica_first(model, part.members, running)[0]
+        facts = parts.pg_facts(model, source)
+        say(f"pg_basebackup from {source} ({'a replica' if facts['from_replica'] else 'the leader'}), writes go on")
+        res = parts.pg_out(model, source, dest)
+        target = next(d.target for d in part.dirs if d.service == source).rstrip("/")
+        if not facts["pgdata"].startswith(target + "/") and facts["pgdata"] != target:
+            raise ToolkitError(f"PostgreSQL's data directory {facts['pgdata']} in {source} is not below its data "
+                               f"mount {target}", where=source, fix="mount the data directory's parent as the "
+                               "service's data directory (as the shipped stack does)")
+        entry.update(facts, source=source, members=list(part.members), dcs=list(part.dcs),
+                     subdir=facts["pgdata"][len(target):].strip("/"))
+    elif part.kind == "valkey":
+        facts = parts.valkey_snapshot(model, part.service)
+        res = parts.valkey_out(model, part.service, facts, dest)
+        entry["valkey"] = facts
+    else:
+        with paused(model, part.service, running, pauses):
+            res = parts.dir_out(model, engine, part.dirs[0], dest)
+    entry.update(bytes=res.size, sha256=res.sha256)
+    say(f"{part.name}: {diskuse.human(res.size)} in {time.monotonic() - started:.1f} s")
+    return entry
+
+
+def take(model: Model, engine: Engine, *, root: Path, only: list[str], skip: list[str]) -> tuple[Path, dict]:
+    """Make one backup under ``root``; returns its directory and manifest."""
+    with fsutil.file_lock(model.project_dir / LOCK):
+        running = running_services(model)
+        choice = choose(model, only=only, skip=skip, running=running)
+        return write_backup(model, engine, choice, root, running=running)
+
+
+def write_backup(model: Model, engine: Engine, choice: Choice, root: Path, *, running: set[str],
+                 label: str = "") -> tuple[Path, dict]:
+    """Write the parts of ``choice``, then the manifest; on any failure remove what was written
+    (paused services are started again by :func:`paused` in every case)."""
+    fsutil.ensure_dir(root, 0o700)
+    estimate = check_room(model, engine, choice, root)
+    started = time.time()
+    directory = new_directory(root, model.name + (f"-{label}" if label else ""), started)
+    say(f"writing {directory} ({len(choice.parts)} parts, about {diskuse.human(estimate)})")
+    pauses: list[dict[str, Any]] = []
+    entries = []
+    try:
+        for part in choice.parts:
+            entries.append(_take_part(model, engine, part, directory, running, pauses))
+        doc = {
+            "format": manifest.FORMAT, "project": model.name, "label": label, "created": manifest.utc(started),
+            "seconds": round(time.time() - started, 2), "git_commit": git_commit(model.project_dir),
+            "images": {svc: str(spec.get("image") or "") for svc, spec in sorted(model.services.items())},
+            "engine": {"kind": str(engine.kind), "version": engine.version_text},
+            "running": sorted(running), "parts": entries, "paused": pauses,
+            "skipped": [{"service": s, "why": why} for s, why in choice.skipped],
+        }
+        fsutil.fsync(directory)  # the parts' names; each part was synced as it was written
+        manifest.write(directory, doc)
+    except BaseException as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise ToolkitError(f"the disk under {root} filled up during the backup; the unfinished backup was "
+                               "removed and every service runs as before", where=str(root),
+                               fix="free space there, or write the backup elsewhere: `invoke backup --to DIR`"
+                               ) from None
+        raise
+    say(f"done: {directory} ({diskuse.human(manifest.total_bytes(doc))} in {doc['seconds']} s)", "ok")
+    return directory, doc
+
+
+def default_root(project: Path) -> Path:
+    return project / DEFAULT_ROOT
+
+
+def resolve_root(project: Path, to: str | None) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(to))) if to else default_root(project)
