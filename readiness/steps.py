@@ -365,9 +365,10 @@ def upgrade(project: Path, *, dry_run: bool) -> Outcome:
         return Outcome(doc, ok=False)
     if not dry_run and plan.moves:
         raise ToolkitError(
-            "applying an upgrade is not built yet: it takes a backup first, and `invoke backup` does not exist yet",
-            fix="apply the plan above by hand: set each variable in .env to its new value, then `invoke up` (it pulls "
-                "and recreates what changed); or `invoke upgrade --dry-run` to only see the plan")
+            "applying an upgrade is not built yet",
+            fix="apply the plan above by hand: `invoke backup` first, then set each variable in .env to its new value "
+                "and `invoke up` (it pulls and recreates what changed; `invoke restore` goes back); or "
+                "`invoke upgrade --dry-run` to only see the plan")
     return Outcome(doc)
 
 

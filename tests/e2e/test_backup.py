@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from jsonschemas import validator
 
 from . import dbclient as db
 from . import realdb
@@ -41,12 +42,16 @@ def _real_programs() -> None:
         pytest.skip(reason)
 
 
-def run_json(stack: Stack, *args: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess[str], dict]:
+def run_json(stack: Stack, *args: str, schema: str, timeout: float = 900
+             ) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """The task's one JSON document, valid against its schema (or the error schema on failure)."""
     res = stack.invoke(*args, "--json", timeout=timeout)
     try:
         doc = json.loads(res.stdout)
     except json.JSONDecodeError:
         raise AssertionError(f"not one JSON document: {res.stdout!r}\n{res.stderr}") from None
+    errors = sorted(validator(schema if "error" not in doc else "error").iter_errors(doc), key=str)
+    assert not errors, [e.message for e in errors]
     return res, doc
 
 
@@ -68,7 +73,7 @@ def test_backup_while_writes_go_on_then_restore_brings_everything_back(running: 
                                                       "valkey", "spilo-1/pgroot/data", "grafana")}
     secret_before = db.secret(stack, "grafana_admin_password")
 
-    res, doc = run_json(stack, "backup")
+    res, doc = run_json(stack, "backup", schema="backup")
     assert res.returncode == 0, res.stdout + res.stderr
     path = Path(doc["path"])
     manifest = json.loads((path / "manifest.json").read_text())
@@ -92,7 +97,7 @@ def test_backup_while_writes_go_on_then_restore_brings_everything_back(running: 
     assert "would replace" in res.stdout and "spilo-1" in res.stdout and "valkey" in res.stdout, res.stdout
     assert stack.data_read(data / "minio/backup-bucket/object.txt") is None
 
-    res, out = run_json(stack, "restore", str(path), "--yes")
+    res, out = run_json(stack, "restore", str(path), "--yes", schema="restore")
     assert res.returncode == 0, res.stdout + res.stderr
     assert out["started"] is True and Path(out["safety_backup"]).is_dir()
     assert db.query(stack, f"SELECT count(*), min(token), max(token) FROM {TABLE}") == [(5000, token, token)]
@@ -143,7 +148,7 @@ def test_damaged_partial_and_foreign_backups_are_refused_and_change_nothing(runn
         "a refused restore stops, starts or recreates nothing"
     assert db.query(stack, f"SELECT count(*) FROM {TABLE}") == [(5000,)]
 
-    res, listing = run_json(stack, "backups")
+    res, listing = run_json(stack, "backups", schema="backups")
     assert res.returncode == 1, "a damaged backup makes `invoke backups` fail"
     rows = {Path(r["path"]).name: r for r in listing["backups"]}
     assert rows["damaged-copy"]["checksums_ok"] is False
@@ -157,8 +162,8 @@ def test_sigkill_during_a_backup_leaves_nothing_that_claims_to_be_complete(runni
     stack = running
     root = stack.root / "backups" / "killed"
     proc = subprocess.Popen(stack.invoke_argv("backup", "--to", str(root), "--skip", "valkey"), cwd=stack.root,
-                            env=stack.invoke_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            env={**os.environ, **stack.invoke_env()}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not (root.is_dir() and any(root.iterdir())):
@@ -172,7 +177,7 @@ def test_sigkill_during_a_backup_leaves_nothing_that_claims_to_be_complete(runni
     assert not (left / "manifest.json").exists()
     res = stack.invoke("restore", str(left), "--yes")
     assert res.returncode == 1 and "incomplete" in res.stderr, res.stdout + res.stderr
-    res, listing = run_json(stack, "backups", "--to", str(root))
+    res, listing = run_json(stack, "backups", "--to", str(root), schema="backups")
     assert [r["complete"] for r in listing["backups"]] == [False]
     shutil.rmtree(root, ignore_errors=True)
     res = stack.invoke("up", "--no-verify", "--timeout", "240")  # the kill may have left a service stopped
