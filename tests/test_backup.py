@@ -101,7 +101,8 @@ def make_backup(directory: Path, parts: dict[str, bytes], **extra) -> dict:
                         "dirs": [{"service": "grafana", "path": "data/grafana", "target": "/var/lib/grafana"}],
                         "bytes": len(data), "sha256": manifest.sha256_of(directory / name)})
     doc = {"format": 1, "project": "infra-core", "label": "", "created": "2026-12-03T10:00:00Z", "seconds": 1.5,
-           "git_commit": None, "images": {"grafana": "grafana/grafana:13.2.0"},
+           "git_commit": None, "pins": {"GRAFANA_IMAGE": "grafana/grafana:13.2.0"},
+           "images": {"grafana": "grafana/grafana:13.2.0"},
            "engine": {"kind": "rootful", "version": "26.1.5"}, "running": ["grafana"], "parts": entries,
            "paused": [{"service": "grafana", "seconds": 1.2}], "skipped": [], **extra}
     manifest.write(directory, doc)
@@ -227,7 +228,7 @@ def test_a_full_disk_during_a_backup_removes_the_unfinished_backup(tmp_path, mon
         (small / "part").unlink()
         with pytest.raises(ToolkitError) as err:
             take.write_backup(Model(), None, plan.Choice(parts=[plan.Part("config.tar", "config", "")]),
-                              small / "backups", running=set())
+                              small / "backups", running={})
         assert "filled up" in err.value.message
         assert list((small / "backups").iterdir()) == [], "no unfinished backup is left"
     finally:

@@ -184,6 +184,28 @@ def test_sigkill_during_a_backup_leaves_nothing_that_claims_to_be_complete(runni
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+def test_a_backup_disk_too_small_is_refused_before_anything_is_written_or_paused(running: Stack, tmp_path: Path):
+    """A real 8 MiB filesystem (tmpfs) as the backup's disk; mounting one needs root, so a
+    non-root run skips this (the engine-free suite's full-disk test needs root too)."""
+    stack = running
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)]).returncode != 0:
+        pytest.skip("this machine cannot mount a tmpfs")
+    try:
+        before = {s: c.get("ID") for s, c in stack.ps().items()}
+        res = stack.invoke("backup", "--to", str(small))
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "not enough free space" in res.stderr and "--to" in res.stderr, res.stderr
+        assert not any(small.iterdir()), "nothing was written"
+        assert "stopping" not in res.stdout, "no service was paused"
+        assert {s: c.get("ID") for s, c in stack.ps().items()} == before
+    finally:
+        subprocess.run(["umount", str(small)])
+
+
 def test_reset_refuses_while_no_backup_holds_the_data_as_it_is(running: Stack):
     """The restore restarted every container after its backup was taken: no backup is newer."""
     stack = running

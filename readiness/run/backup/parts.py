@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from ...errors import ToolkitError
@@ -49,7 +49,7 @@ def dir_out(model: Model, engine: Engine, d: dirslib.DataDir, dest: Path, progre
     return res
 
 
-def dir_in(model: Model, engine: Engine, source: Path, d: dirslib.DataDir, *, subdir: str = "") -> None:
+def dir_in(model: Model, engine: Engine, source: Path, d: dirslib.DataDir, *, subdir: str = "") -> runner.Streamed:
     """Put an archive back into an emptied data directory (``subdir`` below it), owners and
     modes as the archive holds them."""
     target = "/dst/" + subdir.strip("/") if subdir.strip("/") else "/dst"
@@ -61,6 +61,7 @@ def dir_in(model: Model, engine: Engine, source: Path, d: dirslib.DataDir, *, su
     if not res.ok:
         raise _failed(f"writing {model.relpath(d.path)} ({d.service})", res, "check free space on the data disk "
                       "(`df -h`), then run the restore again: it starts over from its safety backup")
+    return res
 
 
 def empty(model: Model, engine: Engine, dirs: list[dirslib.DataDir]) -> None:
@@ -98,7 +99,8 @@ def config_out(model: Model, engine: Engine, paths: list[str], dest: Path) -> ru
     return res
 
 
-def config_in(model: Model, engine: Engine, source: Path, paths: list[str], taken_by: tuple[int, int]) -> None:
+def config_in(model: Model, engine: Engine, source: Path, paths: list[str], taken_by: tuple[int, int]
+              ) -> runner.Streamed:
     """Put ``.env``, the secrets and the records back; files the backup's user owned go to this
     user (a new machine, another uid), every other owner is kept as it was."""
     uid, gid = user_ids(engine)
@@ -113,6 +115,7 @@ def config_in(model: Model, engine: Engine, source: Path, paths: list[str], take
     res = runner.from_file(args, source)
     if not res.ok:
         raise _failed("writing .env and secrets/", res, "check free space and run the restore again")
+    return res
 
 
 # ------------------------------------------------------------------ services, through compose
@@ -127,6 +130,14 @@ def compose_run(model: Model, *args: str, timeout: float = 600) -> None:
     res = runner.run(compose.command_for(model, *args), cwd=model.project_dir, timeout=timeout)
     if not res.ok:
         raise _failed(f"docker compose {' '.join(args)}", res, "see the message above; `invoke status` shows the stack")
+
+
+def container(model: Model, action: str, svc: str, cid: str) -> None:
+    """``docker stop`` / ``docker start`` of one service's container."""
+    res = runner.run(["docker", action, cid], timeout=600)
+    if not res.ok:
+        raise _failed(f"docker {action} {svc}", res, f"`docker compose {action} {svc}` by hand; `invoke status` shows "
+                      "the stack")
 
 
 # ------------------------------------------------------------------ PostgreSQL (Patroni)
@@ -153,7 +164,7 @@ def pg_facts(model: Model, member: str) -> dict:
             "from_replica": recovery == "t"}
 
 
-def replica_first(model: Model, members: tuple[str, ...], running: set[str]) -> list[str]:
+def replica_first(model: Model, members: tuple[str, ...], running: Collection[str]) -> list[str]:
     """Running members, replicas first (Patroni's ``/replica`` answers 200 on a streaming one)."""
     up = [m for m in members if m in running]
     replicas = [m for m in up if exec_run(model, m, "curl -fsS -o /dev/null http://localhost:8008/replica",
@@ -245,7 +256,7 @@ def valkey_out(model: Model, svc: str, facts: dict, dest: Path) -> runner.Stream
     return res
 
 
-def valkey_in(model: Model, engine: Engine, source: Path, d: dirslib.DataDir, facts: dict) -> None:
+def valkey_in(model: Model, engine: Engine, source: Path, d: dirslib.DataDir, facts: dict) -> runner.Streamed:
     """The snapshot as the data directory's RDB file, and as the base of a new append-only file:
     with ``appendonly yes`` Valkey loads only its AOF and ignores an RDB lying beside it."""
     owner = model.data_owner(d.service) or (0, 0)
@@ -261,3 +272,4 @@ def valkey_in(model: Model, engine: Engine, source: Path, d: dirslib.DataDir, fa
     res = runner.from_file(args, source)
     if not res.ok:
         raise _failed(f"writing {model.relpath(d.path)} ({d.service})", res, "check free space and run again")
+    return res

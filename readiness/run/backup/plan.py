@@ -25,6 +25,7 @@ Patroni cluster whose members are all stopped is copied member by member with it
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def _backup_x(model: Model, svc: str) -> dict:
 
 
 def choose(model: Model, *, only: list[str] | None = None, skip: list[str] | None = None,
-           running: set[str] | None = None) -> Choice:
+           running: Collection[str] | None = None) -> Choice:
     """The parts of a backup of ``model``; ``running``: the services whose container runs
     (None: treat every service as running, i.e. take each part online)."""
     only, skip = list(only or []), list(skip or [])

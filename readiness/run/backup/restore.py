@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import output
-from ...errors import ToolkitError
+from ...errors import ToolkitError, from_oserror
 from ...prepare import dirs as dirslib
 from ...stack import dbfacts
 from ...stack.model import Model
@@ -128,11 +128,14 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
                 say("starting the stack again")
                 start(model)
             else:
+                parts.compose_run(model, "stop")  # what founding the cluster started
                 say("the stack was not running: left stopped")
-        except ToolkitError as exc:
-            raise ToolkitError(f"{exc.message}. The data as it was before the restore is in the safety backup "
-                               f"{safety}", where=exc.where,
-                               fix=f"{exc.fix}; to put back what was there: invoke restore {safety} --yes") from None
+        except (ToolkitError, OSError) as exc:
+            error = exc if isinstance(exc, ToolkitError) else from_oserror(exc)
+            raise ToolkitError(f"{error.message}. The data as it was before the restore is in the safety backup "
+                               f"{safety}", where=error.where,
+                               fix=f"{error.fix or 'see the message'}; to put back what was there: "
+                                   f"invoke restore {safety} --yes") from None
     seconds = round(time.monotonic() - began, 2)
     say(f"done in {seconds} s; what was there before is in {safety}", "ok")
     return {"path": str(checked.directory), "safety_backup": str(safety), "seconds": seconds,
@@ -145,7 +148,7 @@ def _safety(model: Model, engine: Engine, checked: Checked, root: Path) -> dict[
     choice = choose(model, only=only, running=set()) if only else \
         choose(model, skip=sorted(model.services), running=set())  # the configuration alone
     say("taking a safety backup of what the restore replaces")
-    directory, doc = take.write_backup(model, engine, choice, root, running=set(), label="safety")
+    directory, doc = take.write_backup(model, engine, choice, root, running={}, label="safety")
     return {"path": str(directory), **doc}
 
 
@@ -166,38 +169,56 @@ def check_room(model: Model, engine: Engine, checked: Checked) -> None:
 
 
 def _put_back(model: Model, engine: Engine, checked: Checked, reload: Callable[[], Model]) -> Model:
+    """Configuration first (it may move DATA_ROOT), then every data part side by side, then the
+    Patroni cluster founded again from its restored member."""
+    from concurrent.futures import ThreadPoolExecutor
+
     directory, doc = checked.directory, checked.doc
     for part in doc["parts"]:
         if part["kind"] == "config":
             say(f"{part['name']}: .env, secrets and certificates")
-            parts.config_in(model, engine, directory / part["name"], part.get("paths", []),
-                            tuple(part.get("taken_by", (0, 0))))  # type: ignore[arg-type]
+            sent = parts.config_in(model, engine, directory / part["name"], part.get("paths", []),
+                                   tuple(part.get("taken_by", (0, 0))))  # type: ignore[arg-type]
+            _same(part, sent)
             model = reload()  # .env may move DATA_ROOT or a port
-    leaders: list[tuple[str, list[str]]] = []
-    for part in doc["parts"]:
-        if part["kind"] == "config":
-            continue
-        dirs = [dir_for(model, d["service"], d["target"]) for d in part.get("dirs", [])]
-        present = [d for d in dirs if d is not None]
-        started = time.monotonic()
-        parts.empty(model, engine, present)
-        source = directory / part["name"]
+    data = [p for p in doc["parts"] if p["kind"] != "config"]
+    with ThreadPoolExecutor(max_workers=take.WORKERS) as pool:
+        futures = [pool.submit(_put_part, model, engine, directory, part) for part in data]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
+    for part in data:
         if part["kind"] == "postgres":
             founder = part["members"][0]
-            target = next(d for d in present if d.service == founder)
-            parts.dir_in(model, engine, source, target, subdir=part.get("subdir", ""))
-            leaders.append((founder, [*part.get("dcs", [])]))
-        elif part["kind"] == "valkey":
-            parts.valkey_in(model, engine, source, present[0], part["valkey"])
-        else:
-            parts.dir_in(model, engine, source, present[0])
-        say(f"{part['name']}: {diskuse.human(part['bytes'])} in {time.monotonic() - started:.1f} s")
-    for founder, dcs in leaders:
-        say(f"{founder} founds the PostgreSQL cluster again from the restored data")
-        parts.compose_run(model, "up", "-d", "--no-deps", *dcs, founder)
-        parts.wait_leader(model, founder)
-        say(f"{founder} is the leader; the other members copy from it when they start")
+            say(f"{founder} founds the PostgreSQL cluster again from the restored data")
+            parts.compose_run(model, "up", "-d", "--no-deps", *part.get("dcs", []), founder)
+            parts.wait_leader(model, founder)
+            say(f"{founder} is the leader; the other members copy from it when they start")
     return model
+
+
+def _put_part(model: Model, engine: Engine, directory: Path, part: dict[str, Any]) -> None:
+    dirs = [dir_for(model, d["service"], d["target"]) for d in part.get("dirs", [])]
+    present = [d for d in dirs if d is not None]
+    started = time.monotonic()
+    parts.empty(model, engine, present)
+    source = directory / part["name"]
+    if part["kind"] == "postgres":
+        target = next(d for d in present if d.service == part["members"][0])
+        sent = parts.dir_in(model, engine, source, target, subdir=part.get("subdir", ""))
+    elif part["kind"] == "valkey":
+        sent = parts.valkey_in(model, engine, source, present[0], part["valkey"])
+    else:
+        sent = parts.dir_in(model, engine, source, present[0])
+    _same(part, sent)
+    say(f"{part['name']}: {diskuse.human(part['bytes'])} in {time.monotonic() - started:.1f} s")
+
+
+def _same(part: dict[str, Any], sent: runner.Streamed) -> None:
+    """What was put back is what was checked (the file did not change in between)."""
+    if sent.sha256 != part["sha256"]:
+        raise ToolkitError(f"{part['name']} changed while it was being restored (its SHA-256 no longer matches the "
+                           "manifest)", where=part["name"], fix="keep the backup directory unchanged during a restore")
 
 
 def listing(root: Path, *, hashes: bool = True) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ... import output
 from ...errors import ToolkitError
+from ...stack import envfile
 from ...stack.model import Model
 from ...system import engine as enginelib
 from ...system import fsutil, runner
@@ -37,8 +38,10 @@ def say(message: str, style: str | None = None) -> None:
     output.say("backup", message, style)
 
 
-def running_services(model: Model) -> set[str]:
-    return {str(c.get("Service", "")) for c in enginelib.project_containers(model.name) if c.get("State") == "running"}
+def running_services(model: Model) -> dict[str, str]:
+    """Service -> the id of its running container."""
+    return {str(c.get("Service", "")): str(c.get("ID", "")) for c in enginelib.project_containers(model.name)
+            if c.get("State") == "running"}
 
 
 def git_commit(project: Path) -> str | None:
@@ -77,23 +80,27 @@ def check_room(model: Model, engine: Engine, choice: Choice, root: Path) -> int:
 
 
 @contextlib.contextmanager
-def paused(model: Model, svc: str, running: set[str], record: list[dict[str, Any]]) -> Iterator[None]:
-    """Stop ``svc`` for the block when it runs; start it again afterwards, whatever happens."""
-    if svc not in running:
+def paused(model: Model, svc: str, running: dict[str, str], record: list[dict[str, Any]]) -> Iterator[None]:
+    """Stop ``svc``'s container for the block when it runs (its own stop timeout, as Compose set
+    it from ``stop_grace_period``); start it again afterwards, whatever happens. The engine by
+    container id, not ``compose stop``: the pause is what the service's users wait through,
+    and Compose would first load the whole project."""
+    cid = running.get(svc)
+    if not cid:
         yield
         return
     say(f"stopping {svc} while its data is copied")
     started = time.monotonic()
-    parts.compose_run(model, "stop", svc)
+    parts.container(model, "stop", svc, cid)
     try:
         yield
     finally:
-        parts.compose_run(model, "start", svc)
+        parts.container(model, "start", svc, cid)
         record.append({"service": svc, "seconds": round(time.monotonic() - started, 2)})
         say(f"{svc} started again after {record[-1]['seconds']} s")
 
 
-def _take_part(model: Model, engine: Engine, part: Part, directory: Path, running: set[str],
+def _take_part(model: Model, engine: Engine, part: Part, directory: Path, running: dict[str, str],
                pauses: list[dict[str, Any]]) -> dict[str, Any]:
     dest = directory / part.name
     entry: dict[str, Any] = {"name": part.name, "kind": part.kind, "service": part.service,
@@ -143,7 +150,7 @@ def take(model: Model, engine: Engine, *, root: Path, only: list[str], skip: lis
 WORKERS = 4
 
 
-def take_parts(model: Model, engine: Engine, todo: list[Part], directory: Path, running: set[str],
+def take_parts(model: Model, engine: Engine, todo: list[Part], directory: Path, running: dict[str, str],
                pauses: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every part's manifest entry, in ``todo``'s order. All run to their end before the first
     failure is raised, so that no service stays paused behind an error."""
@@ -157,7 +164,7 @@ def take_parts(model: Model, engine: Engine, todo: list[Part], directory: Path, 
     return [f.result() for f in futures]
 
 
-def write_backup(model: Model, engine: Engine, choice: Choice, root: Path, *, running: set[str],
+def write_backup(model: Model, engine: Engine, choice: Choice, root: Path, *, running: dict[str, str],
                  label: str = "") -> tuple[Path, dict]:
     """Write the parts of ``choice``, then the manifest; on any failure remove what was written
     (paused services are started again by :func:`paused` in every case)."""
@@ -172,9 +179,12 @@ def write_backup(model: Model, engine: Engine, choice: Choice, root: Path, *, ru
         doc = {
             "format": manifest.FORMAT, "project": model.name, "label": label, "created": manifest.utc(started),
             "seconds": round(time.time() - started, 2), "git_commit": git_commit(model.project_dir),
+            "pins": {k: v for k, v in sorted(envfile.read(model.project_dir / ".env").values.items())
+                     if envfile.is_pin(k)},
             "images": {svc: str(spec.get("image") or "") for svc, spec in sorted(model.services.items())},
             "engine": {"kind": str(engine.kind), "version": engine.version_text},
-            "running": sorted(running), "parts": entries, "paused": pauses,
+            "running": sorted(running), "parts": entries,
+            "paused": sorted(pauses, key=lambda p: p["service"]),
             "skipped": [{"service": s, "why": why} for s, why in choice.skipped],
         }
         fsutil.fsync(directory)  # the parts' names; each part was synced as it was written
