@@ -111,7 +111,7 @@ def check(model: Model, directory: Path) -> Checked:
 
 
 def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
-            reload: Callable[[], Model], start: Callable[[Model], None]) -> dict[str, Any]:
+            reload: Callable[[], Model], start: Callable[[Model], dict[str, Any]]) -> dict[str, Any]:
     """Replace the stack's data with the backup's (see the module); returns the run's document."""
     began = time.monotonic()
     with fsutil.file_lock(model.project_dir / take.LOCK):
@@ -124,9 +124,10 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
         safety = Path(safety_doc["path"])
         try:
             model = _put_back(model, engine, checked, reload)
+            proved = None
             if running:
                 say("starting the stack again")
-                start(model)
+                proved = start(model)
             else:
                 parts.compose_run(model, "stop")  # what founding the cluster started
                 say("the stack was not running: left stopped")
@@ -137,9 +138,10 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
                                fix=f"{error.fix or 'see the message'}; to put back what was there: "
                                    f"invoke restore {safety} --yes") from None
     seconds = round(time.monotonic() - began, 2)
-    say(f"done in {seconds} s; what was there before is in {safety}", "ok")
+    if proved is None or proved["ok"]:
+        say(f"done in {seconds} s; what was there before is in {safety}", "ok")
     return {"path": str(checked.directory), "safety_backup": str(safety), "seconds": seconds,
-            "replaced": checked.replaces, "started": bool(running)}
+            "replaced": checked.replaces, "started": bool(running), "verify": proved}
 
 
 def _safety(model: Model, engine: Engine, checked: Checked, root: Path) -> dict[str, Any]:
