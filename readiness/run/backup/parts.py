@@ -186,36 +186,6 @@ def pg_out(model: Model, member: str, dest: Path, progress: Progress | None = No
     return res
 
 
-def dcs_config(model: Model, member: str) -> dict:
-    """The cluster's dynamic configuration (Patroni's ``GET /config``): ttl, synchronous mode,
-    PostgreSQL parameters set with ``patronictl edit-config``. The DCS is not backed up, so
-    this is what a restore gives the cluster it founds again."""
-    import json
-
-    res = exec_run(model, member, "curl -fsS --max-time 10 http://localhost:8008/config", timeout=30)
-    try:
-        doc = json.loads(res.stdout) if res.ok else None
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise _failed(f"reading the cluster's configuration from {member} (GET /config)", res,
-                      f"check that {member} is healthy (`invoke logs {member}`)")
-    return doc
-
-
-def put_dcs_config(model: Model, member: str, config: dict) -> None:
-    """Give the founded cluster its configuration back (Patroni's ``PUT /config``: the whole
-    document, as it was)."""
-    import json
-
-    body = shlex.quote(json.dumps(config, sort_keys=True))
-    res = exec_run(model, member, f"printf %s {body} | curl -fsS --max-time 10 -X PUT -H 'Content-Type: "
-                                  "application/json' --data-binary @- http://localhost:8008/config", timeout=30)
-    if not res.ok:
-        raise _failed(f"writing the cluster's configuration in {member} (PUT /config)", res,
-                      f"`patronictl edit-config` in {member} sets it by hand")
-
-
 def wait_leader(model: Model, member: str, timeout: float = 300) -> None:
     """Until Patroni in ``member`` answers ``/primary`` with 200 (it took the leader lock)."""
     deadline = time.monotonic() + timeout

@@ -195,10 +195,7 @@ def _put_back(model: Model, engine: Engine, checked: Checked, reload: Callable[[
             say(f"{founder} founds the PostgreSQL cluster again from the restored data")
             parts.compose_run(model, "up", "-d", "--no-deps", *part.get("dcs", []), founder)
             parts.wait_leader(model, founder)
-            if part.get("dcs_config"):
-                parts.put_dcs_config(model, founder, part["dcs_config"])
-            say(f"{founder} is the leader, with the cluster's configuration as it was backed up; the other "
-                "members copy from it when they start")
+            say(f"{founder} is the leader; the other members copy from it when they start")
     return model
 
 

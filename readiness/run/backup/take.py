@@ -117,14 +117,13 @@ def _take_part(model: Model, engine: Engine, part: Part, directory: Path, runnin
         source = parts.replica_first(model, part.members, running)[0]
         facts = parts.pg_facts(model, source)
         say(f"pg_basebackup from {source} ({'a replica' if facts['from_replica'] else 'the leader'}), writes go on")
-        config = parts.dcs_config(model, source)
         res = parts.pg_out(model, source, dest)
         target = next(d.target for d in part.dirs if d.service == source).rstrip("/")
         if not facts["pgdata"].startswith(target + "/") and facts["pgdata"] != target:
             raise ToolkitError(f"PostgreSQL's data directory {facts['pgdata']} in {source} is not below its data "
                                f"mount {target}", where=source, fix="mount the data directory's parent as the "
                                "service's data directory (as the shipped stack does)")
-        entry.update(facts, source=source, members=list(part.members), dcs=list(part.dcs), dcs_config=config,
+        entry.update(facts, source=source, members=list(part.members), dcs=list(part.dcs),
                      subdir=facts["pgdata"][len(target):].strip("/"))
     elif part.kind == "valkey":
         facts = parts.valkey_snapshot(model, part.service)
