@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from jsonschemas import validator
 
 from . import dbclient as db
@@ -55,6 +56,12 @@ def run_json(stack: Stack, *args: str, schema: str, timeout: float = 900
     return res, doc
 
 
+def patronictl(stack: Stack, *args: str) -> str:
+    res = stack.compose("exec", "-T", "spilo-1", "patronictl", *args, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
 def test_backup_while_writes_go_on_then_restore_brings_everything_back(running: Stack):
     stack = running
     token = uuid.uuid4().hex
@@ -72,6 +79,9 @@ def test_backup_while_writes_go_on_then_restore_brings_everything_back(running: 
     owners = {p: stack.data_owner(data / p) for p in ("minio/backup-bucket/object.txt", "grafana/dashboards/board.json",
                                                       "valkey", "spilo-1/pgroot/data", "grafana")}
     secret_before = db.secret(stack, "grafana_admin_password")
+    # A dynamic setting changed with patronictl (harmless: how far behind a replica may be and
+    # still be promoted): the DCS is not backed up, so only the backup can bring it back.
+    patronictl(stack, "edit-config", "--force", "-s", "maximum_lag_on_failover=2097152")
 
     res, doc = run_json(stack, "backup", schema="backup")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -86,7 +96,8 @@ def test_backup_while_writes_go_on_then_restore_brings_everything_back(running: 
                         f"paused {[(p['service'], p['seconds']) for p in manifest['paused']]}")
     STATE.update(path=str(path), token=token, owners=json.dumps(owners), secret=secret_before)
 
-    # Drop it all: rows, key, object, dashboard, and a secret file replaced.
+    # Drop it all: rows, key, object, dashboard; and the setting changed again.
+    patronictl(stack, "edit-config", "--force", "-s", "maximum_lag_on_failover=3145728")
     db.query(stack, f"DROP TABLE {TABLE}")
     assert db.resp(port, ["AUTH", pw], ["DEL", "backup-key"]) == ["+OK", ":1"]
     stack.data_sh("rm -rf /data/minio/backup-bucket /data/grafana/dashboards")
@@ -110,6 +121,11 @@ def test_backup_while_writes_go_on_then_restore_brings_everything_back(running: 
     cluster = db.wait_for("both members streaming again", lambda: (c := db.cluster(stack)) and len(
         [m for m in c.get("members", []) if m.get("state") in ("streaming", "running")]) == 2 and c, 180)
     assert len(cluster["members"]) == 2
+    # The DCS was emptied; Patroni founds the cluster with the dynamic configuration it keeps in
+    # the data directory (patroni.dynamic.json, in the base backup): the backup's, not today's.
+    config = yaml.safe_load(patronictl(stack, "show-config"))
+    assert (config.get("synchronous_mode"), config.get("ttl"), config.get("maximum_lag_on_failover")) == \
+        (True, 20, 2097152), f"the restored cluster runs the configuration it was backed up with: {config}"
 
 
 def test_damaged_partial_and_foreign_backups_are_refused_and_change_nothing(running: Stack, tmp_path: Path):
