@@ -162,5 +162,5 @@ def backups(c, to=None, json=False):
 @task(help={"dry-run": "print the plan and write nothing, ask no registry (exit 1 only when something refuses it)",
             **JSON})
 def upgrade(c, dry_run=False, json=False):
-    """Move the stack to the image pins the repository ships now (the plan; applying it waits for backups)."""
+    """Move the stack to the image pins the repository ships now (the plan; apply it by hand after `invoke backup`)."""
     return steps.upgrade(PROJECT, dry_run=dry_run)

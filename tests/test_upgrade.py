@@ -104,6 +104,7 @@ def test_dry_run_prints_one_document_and_writes_nothing(mini_files):
     assert sorted(str(p.relative_to(mini)) for p in (mini / ".readiness").rglob("*")) == [envfile.SHIPPED]
     text = run_invoke(mini, "upgrade", "--dry-run")
     assert "WEB_IMAGE: busybox:1.36.1 -> busybox:1.37.0 (services: web)" in text.stdout
-    # Applying is refused until backups exist: an error that says how to do it by hand.
+    # Applying is not built yet: an error that says how to do it by hand, a backup first.
     applied = run_invoke(mini, "upgrade", "--json")
-    assert applied.returncode == 1 and "backup" in json.loads(applied.stdout)["error"]["what"]
+    error = json.loads(applied.stdout)["error"]
+    assert applied.returncode == 1 and "not built yet" in error["what"] and "`invoke backup` first" in error["fix"]

@@ -10,10 +10,10 @@ their data: a PostgreSQL image that cannot run the data's major is refused, with
 there are; Spilo runs older majors too, so its move keeps the data's major and the major
 upgrade stays a step of its own.
 
-Only the plan exists so far. Applying it (a fresh backup, the pull, the restart service by
-service with health between steps, a Patroni switchover for the database tier, a stop at the
-first failure that leaves the old version running) needs ``invoke backup``: until then
-``invoke upgrade`` without ``--dry-run`` prints the plan and refuses. Building the plan reads
+Only the plan exists so far. Applying it (a fresh ``invoke backup``, the pull, the restart
+service by service with health between steps, a Patroni switchover for the database tier, a
+stop at the first failure that leaves the old version running) is not built yet:
+``invoke upgrade`` without ``--dry-run`` prints the plan and refuses, with the steps by hand. Building the plan reads
 ``.env``, ``.env.example``, the record and the model; it writes nothing and asks no registry.
 """
 
