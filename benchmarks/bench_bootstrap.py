@@ -55,7 +55,7 @@ def main() -> int:
             pre.append(timed(check, clone, env))
             bare.append(timed(compose, clone, env))
         # the data directories belong to container uids: a non-root user removes them through the engine
-        subprocess.run([*invoke[:-1], "reset", "--yes"], cwd=clone, env=env, capture_output=True)
+        subprocess.run([*invoke[:-1], "reset", "--yes", "--no-backup"], cwd=clone, env=env, capture_output=True)
         subprocess.run(["docker", "network", "rm", *networks], capture_output=True)
     base = statistics.median(bare)
     for label, runs, target in (("invoke bootstrap (already bootstrapped)", boot, 4.0),

@@ -191,7 +191,12 @@ def test_data_root_outside_the_checkout_is_created_owned_checked_and_reset(mini,
     compose.write_text(original)
 
     engine_sh(outside / "web", "echo hello > /d/index.html && chown 472:0 /d/index.html")
-    reset = run_invoke(mini, "reset", "--yes")
+    # No backup holds that data: reset refuses, even with --yes, and deletes nothing.
+    refused = run_invoke(mini, "reset", "--yes")
+    assert refused.returncode == 2 and "no backup" in refused.stderr and "--no-backup" in refused.stderr, \
+        refused.stdout + refused.stderr
+    assert engine_sh(outside / "web", "cat /d/index.html").strip() == "hello"
+    reset = run_invoke(mini, "reset", "--yes", "--no-backup")
     assert reset.returncode == 0, reset.stdout + reset.stderr
     assert f"removed {outside}/web" in reset.stdout
     assert not (outside / "web").exists() and outside.is_dir()

@@ -113,7 +113,7 @@ def test_reset_is_the_other_way_out(baked_stack):
     write_data(project / data, owner)
     path.unlink()
     assert only(project, "secret.baked-missing")["service"] == service
-    reset = run_invoke(project, "reset", "--yes", "--service", service)
+    reset = run_invoke(project, "reset", "--yes", "--no-backup", "--service", service)
     assert reset.returncode == 0, reset.stdout + reset.stderr
     again = run_invoke(project, "bootstrap")
     assert again.returncode == 0, again.stdout + again.stderr
