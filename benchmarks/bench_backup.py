@@ -11,7 +11,8 @@ and a file in MinIO's data directory, then in the same run:
 2. **backup**: ``invoke backup`` while two writers commit rows through HAProxy: the writers'
    commits per second before and during the backup are printed (what the backup costs them);
 3. **restore**: ``invoke restore PATH --yes``, the whole command: the checksum check, a safety
-   backup of what it replaces, the stack stopped and started again, ``invoke verify``.
+   backup of what it replaces, the stack stopped and started again, ``invoke verify``; and its
+   phases (the restore's own ``phases``), so that a miss says where the time goes.
 
 Last line::
 
@@ -160,12 +161,14 @@ def main() -> int:
             print(f"backup: {backup_s:.1f} s; writers {before:.0f} commits/s before, {during:.0f} during; "
                   f"paused {[(p['service'], p['seconds']) for p in doc['manifest']['paused']]}", flush=True)
             t0 = time.monotonic()
-            res = stack.invoke("restore", doc["path"], "--yes", timeout=3600)
+            res = stack.invoke("restore", doc["path"], "--yes", "--json", timeout=3600)
             restore_s = time.monotonic() - t0
             if res.returncode != 0:
                 raise SystemExit(f"invoke restore failed:\n{res.stdout}{res.stderr}")
+            phases = json.loads(res.stdout)["phases"]
             rows = db.query(stack, "SELECT count(*) FROM bench_rows")[0][0]
-            print(f"restore: {restore_s:.1f} s; {rows} rows back", flush=True)
+            print(f"restore: {restore_s:.1f} s; {rows} rows back; phases (s): "
+                  + ", ".join(f"{k} {v}" for k, v in phases.items()), flush=True)
         finally:
             problems = stack.teardown()
             if problems:

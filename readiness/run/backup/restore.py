@@ -114,16 +114,32 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
             reload: Callable[[], Model], start: Callable[[Model], dict[str, Any]]) -> dict[str, Any]:
     """Replace the stack's data with the backup's (see the module); returns the run's document."""
     began = time.monotonic()
+    phases: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        now = time.monotonic()
+        phases[name] = round(now - since, 2)
+        return now
+
     with fsutil.file_lock(model.project_dir / take.LOCK):
         check_room(model, engine, checked)
         running = take.running_services(model)
+        mark = time.monotonic()
         if running:
             say(f"stopping the stack ({len(running)} containers run)")
             parts.compose_run(model, "stop")
-        safety_doc = _safety(model, engine, checked, root)
-        safety = Path(safety_doc["path"])
+        mark = lap("stop", mark)
         try:
-            model = _put_back(model, engine, checked, reload)
+            safety = Path(_safety(model, engine, checked, root)["path"])
+        except BaseException:
+            if running:  # nothing was replaced: the stack goes back to what it was doing
+                say("the safety backup failed: starting the stack again, nothing was replaced", "error")
+                parts.compose_run(model, "start")
+            raise
+        mark = lap("safety_backup", mark)
+        try:
+            model = _put_back(model, engine, checked, reload, lambda name, since: lap(name, since))
+            mark = time.monotonic()
             proved = None
             if running:
                 say("starting the stack again")
@@ -131,6 +147,7 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
             else:
                 parts.compose_run(model, "stop")  # what founding the cluster started
                 say("the stack was not running: left stopped")
+            lap("start_and_verify" if running else "stop", mark)
         except (ToolkitError, OSError) as exc:
             error = exc if isinstance(exc, ToolkitError) else from_oserror(exc)
             raise ToolkitError(f"{error.message}. The data as it was before the restore is in the safety backup "
@@ -140,7 +157,7 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
     seconds = round(time.monotonic() - began, 2)
     if proved is None or proved["ok"]:
         say(f"done in {seconds} s; what was there before is in {safety}", "ok")
-    return {"path": str(checked.directory), "safety_backup": str(safety), "seconds": seconds,
+    return {"path": str(checked.directory), "safety_backup": str(safety), "seconds": seconds, "phases": phases,
             "replaced": checked.replaces, "started": bool(running), "verify": proved}
 
 
@@ -170,12 +187,14 @@ def check_room(model: Model, engine: Engine, checked: Checked) -> None:
                            fix="free space on the data disk (`invoke status` shows each directory), then run again")
 
 
-def _put_back(model: Model, engine: Engine, checked: Checked, reload: Callable[[], Model]) -> Model:
+def _put_back(model: Model, engine: Engine, checked: Checked, reload: Callable[[], Model],
+              lap: Callable[[str, float], float]) -> Model:
     """Configuration first (it may move DATA_ROOT), then every data part side by side, then the
     Patroni cluster founded again from its restored member."""
     from concurrent.futures import ThreadPoolExecutor
 
     directory, doc = checked.directory, checked.doc
+    mark = time.monotonic()
     for part in doc["parts"]:
         if part["kind"] == "config":
             say(f"{part['name']}: .env, secrets and certificates")
@@ -189,6 +208,7 @@ def _put_back(model: Model, engine: Engine, checked: Checked, reload: Callable[[
         errors = [f.exception() for f in futures if f.exception() is not None]
     if errors:
         raise errors[0]
+    mark = lap("put_back", mark)
     for part in data:
         if part["kind"] == "postgres":
             founder = part["members"][0]
@@ -196,6 +216,7 @@ def _put_back(model: Model, engine: Engine, checked: Checked, reload: Callable[[
             parts.compose_run(model, "up", "-d", "--no-deps", *part.get("dcs", []), founder)
             parts.wait_leader(model, founder)
             say(f"{founder} is the leader; the other members copy from it when they start")
+            mark = lap("found_cluster", mark)
     return model
 
 
