@@ -481,8 +481,6 @@ def reset(project: Path, *, yes: bool, services: list[str], no_backup: bool = Fa
           ) -> Outcome:
     """Stop the stack and delete data directories (all, or those of ``services``), through the engine;
     refused while no backup is newer than that data, unless ``no_backup``."""
-    from .run import start
-    from .run.backup import restore as restorelib
     from .run.backup import take
 
     m = model(project)
@@ -498,19 +496,24 @@ def reset(project: Path, *, yes: bool, services: list[str], no_backup: bool = Fa
                          for svc, spec in m.services.items() for v in spec.get("volumes") or []
                          if isinstance(v, dict) and v.get("type") == "volume")
     listing = ", ".join(doomed) or "none"
-    if present and not no_backup:
-        from .prepare import datastate
+    with fsutil.file_lock(project / take.LOCK):  # no backup or restore meanwhile
+        return _reset(m, project, present, listing, yes=yes, services=services, no_backup=no_backup, to=to)
 
-        states = datastate.probe(project, [d.path for d in present], enginelib.info(), m.helper_image)
-        with_data = {d.service for d in present if states[d.path].has_data}
-    if present and not no_backup and with_data:
-        root = take.resolve_root(project, to)
-        changed = restorelib.data_changed_at(m, with_data)
-        if restorelib.covering(restorelib.listing(root, hashes=False), changed) is None:
-            raise ToolkitError(f"no backup under {root} holds the data of {', '.join(sorted(with_data))} as it is now: "
-                               "`invoke reset` would delete it for good", where=str(root),
-                               fix="`invoke backup` first (then reset), or `invoke reset --no-backup --yes` to delete "
-                                   "it without one", code=output.EXIT_USAGE)
+
+def _reset(m: Model, project: Path, present: list[dirslib.DataDir], listing: str, *, yes: bool, services: list[str],
+           no_backup: bool, to: str | None) -> Outcome:
+    from .run import start
+    from .run.backup import take
+
+    if present and not no_backup:
+        uncovered = _uncovered(m, project, present, to)
+        if uncovered:
+            raise ToolkitError(
+                f"no backup under {take.resolve_root(project, to)} holds the data of {', '.join(uncovered)} as it is "
+                "now: `invoke reset` would delete it for good", where=str(take.resolve_root(project, to)),
+                fix="stop the stack, back it up, then reset: `invoke down && invoke backup && invoke reset --yes` "
+                    "(a running service's data changes as it runs, so only a backup taken after it stopped holds "
+                    "all of it); or `invoke reset --no-backup --yes` to delete it without one", code=output.EXIT_USAGE)
     if not yes:
         raise ToolkitError(f"`invoke reset` deletes data for good: {listing}",
                            fix="run `invoke reset --yes` to confirm (add `--service NAME` to limit it); secrets, "
@@ -596,6 +599,30 @@ def diskuse_human(n: int | None) -> str:
     from .run import diskuse
 
     return "?" if n is None else diskuse.human(n)
+
+
+def _uncovered(m: Model, project: Path, present: list[dirslib.DataDir], to: str | None) -> list[str]:
+    """The services among ``present`` whose data no backup holds as it is now (services that
+    declare their data expendable, ``x-readiness.backup.default: false``, need none)."""
+    from .prepare import datastate
+    from .run.backup import manifest, take
+    from .run.backup import restore as restorelib
+
+    engine = enginelib.info()
+    states = datastate.probe(project, [d.path for d in present], engine, m.helper_image)
+    needed = [d for d in present if states[d.path].has_data
+              and (m.x(d.service).get("backup") or {}).get("default", True) is not False]
+    if not needed:
+        return []
+    root = take.resolve_root(project, to)
+    changed = restorelib.data_changed_at(m, engine, needed)
+
+    def intact(row: dict[str, Any]) -> bool:
+        doc = manifest.read(Path(row["path"]))[0]
+        return doc is not None and not manifest.damage(Path(row["path"]), doc)
+
+    chosen = restorelib.covering(restorelib.listing(root, hashes=False), changed, m.name, intact)
+    return [] if chosen else sorted(changed)
 
 
 def logs(project: Path, service: str, tail: int, follow: bool) -> int:

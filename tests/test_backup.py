@@ -165,17 +165,24 @@ def test_check_refuses_a_foreign_or_incomplete_backup_before_anything_else(tmp_p
     assert "incomplete" in exc.value.message and "invoke backups" in (exc.value.fix or "")
 
 
-def test_a_reset_is_covered_only_by_a_backup_newer_than_the_data_that_holds_it():
+def test_a_reset_is_covered_only_by_a_backup_of_this_stack_newer_than_the_data_that_holds_it():
     rows = [{"path": "a", "complete": True, "checksums_ok": True, "created": "2026-12-03T10:00:00Z",
-             "services": ["grafana", "minio"]},
+             "project": "infra-core", "services": ["grafana", "minio"]},
             {"path": "b", "complete": True, "checksums_ok": False, "created": "2026-12-03T12:00:00Z",
-             "services": ["grafana", "minio"]},
+             "project": "infra-core", "services": ["grafana", "minio"]},
+            {"path": "o", "complete": True, "checksums_ok": True, "created": "2026-12-03T13:00:00Z",
+             "project": "another-stack", "services": ["grafana", "minio"]},
             {"path": "c", "complete": False, "why": "no manifest"}]
     ten = manifest.parse_utc("2026-12-03T10:00:00Z")
-    assert restore.covering(rows, {"grafana": ten - 60})["path"] == "a"
-    assert restore.covering(rows, {"grafana": ten + 60}) is None, "the data changed after the backup"
-    assert restore.covering(rows, {"grafana": None, "minio": ten - 1})["path"] == "a"
-    assert restore.covering(rows, {"opensearch": ten - 60}) is None, "no backup holds that service"
+    assert restore.covering(rows, {"grafana": ten - 60}, "infra-core")["path"] == "a"
+    assert restore.covering(rows, {"grafana": ten + 60}, "infra-core") is None, "the data changed after the backup"
+    assert restore.covering(rows, {"grafana": None}, "infra-core") is None, "an unknown moment is never covered"
+    assert restore.covering(rows, {"grafana": ten - 1, "minio": ten - 1}, "infra-core")["path"] == "a"
+    assert restore.covering(rows, {"opensearch": ten - 60}, "infra-core") is None, "no backup holds that service"
+    assert restore.covering(rows, {"grafana": ten + 3600}, "another-stack")["path"] == "o"
+    assert restore.covering(rows, {"grafana": ten + 3600}, "infra-core") is None, "another stack's backup never counts"
+    assert restore.covering(rows, {"grafana": ten - 60}, "infra-core", lambda row: False) is None, \
+        "a candidate whose hashes do not hold is not one"
 
 
 def test_engine_times_are_read_as_utc_and_the_zero_time_as_never():

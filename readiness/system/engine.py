@@ -533,7 +533,8 @@ def unprivileged_port_start(engine: Engine) -> int:
 
 def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], *, user: str = "0:0",
                    caps: Sequence[str] = (), host_userns: bool = False, readonly: bool = False,
-                   ulimits: Sequence[tuple[str, int, int]] = (), stdin: bool = False) -> list[str]:
+                   ulimits: Sequence[tuple[str, int, int]] = (), stdin: bool = False, stream: bool = False
+                   ) -> list[str]:
     """``docker run`` of a short-lived helper: no network, only ``caps``, ``mounts`` bound.
 
     ``host_userns`` runs it in the host's user namespace (``--userns=host``), which only a
@@ -541,10 +542,15 @@ def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], 
     mapped into the remapped range (the user's own new directory). ``readonly`` mounts every
     directory read-only (a helper that only looks). ``ulimits`` are (name, soft, hard) to
     start it with (-1: unlimited): whether the engine can apply them is its own answer.
-    ``stdin`` keeps its standard input open (``-i``: an archive streamed into ``tar -x``).
+    ``stdin`` keeps its standard input open (``-i``: an archive streamed into ``tar -x``);
+    ``stream``: its stdout is an archive (``tar -c``), kept out of the engine's log.
     """
     args = ["docker", "run", "--rm", "--network", "none", "--user", user, "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges", "--entrypoint", "/bin/sh"]
+    if stdin or stream:
+        # An archive on stdout must not also go to the engine's log (json-file would keep a copy
+        # of every byte, and keep writing it should the client die mid-stream).
+        args += ["--log-driver", "none"]
     if stdin:
         args.append("-i")
     if host_userns:

@@ -69,7 +69,48 @@ def read(directory: Path) -> tuple[dict[str, Any] | None, str]:
             and part["name"] not in ("", ".", "..", NAME)
         if not (plain and isinstance(part.get("sha256"), str) and isinstance(part.get("bytes"), int)):
             return None, "manifest.json lists a part without a plain file name, size and sha256"
+        why = _part_problem(part)
+        if why:
+            return None, f"manifest.json: part {part['name']}: {why}"
+    if not isinstance(doc.get("project"), str):
+        return None, "manifest.json names no Compose project"
     return doc, ""
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _part_problem(part: dict[str, Any]) -> str:
+    """What a part lacks for a restore to use it (the fields of its kind), or ""."""
+    kind = part.get("kind")
+    if kind not in ("config", "postgres", "valkey", "copy"):
+        return f"unknown kind {kind!r}"
+    dirs = part.get("dirs")
+    if not (isinstance(dirs, list) and all(isinstance(d, dict) and isinstance(d.get("service"), str)
+                                           and isinstance(d.get("target"), str) and isinstance(d.get("path"), str)
+                                           for d in dirs)) or not _strings(part.get("services", [])):
+        return "its services and data directories are not lists of names"
+    if kind == "config":
+        paths, taken_by = part.get("paths"), part.get("taken_by")
+        if not _strings(paths) or any(p.startswith(("/", "-")) or ".." in Path(p).parts for p in paths):
+            return "its paths are not project-relative file names"
+        if not (isinstance(taken_by, list) and len(taken_by) == 2 and all(type(i) is int and i >= 0 for i in taken_by)):
+            return "taken_by is not a uid and a gid"
+    elif kind == "postgres":
+        if not (_strings(part.get("members")) and part["members"] and isinstance(part.get("subdir"), str)
+                and ".." not in Path(part["subdir"]).parts and type(part.get("postgres_major")) is int
+                and _strings(part.get("dcs", []))):
+            return "it lacks its members, PGDATA's place or PostgreSQL's major"
+    elif kind == "valkey":
+        facts = part.get("valkey")
+        if not (isinstance(facts, dict) and all(
+                isinstance(facts.get(k), str) and facts[k] and "/" not in facts[k]
+                for k in ("dbfilename", "appenddirname", "appendfilename"))):
+            return "it lacks the RDB and append-only file names"
+    elif not dirs:
+        return "it names no data directory"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ def dir_out(model: Model, engine: Engine, d: dirslib.DataDir, dest: Path, progre
             ) -> runner.Streamed:
     """``tar -c`` of a data directory, read-only, as its containers see it, into ``dest``."""
     args = enginelib.helper_command(model.helper_image, "cd /src && exec tar -cf - .", [(d.path, "/src")],
-                                    caps=("DAC_READ_SEARCH",), host_userns=engine.kind == Kind.USERNS, readonly=True)
+                                    caps=("DAC_READ_SEARCH",), host_userns=engine.kind == Kind.USERNS, readonly=True,
+                                    stream=True)
     res = runner.to_file(args, dest, progress=progress)
     if not res.ok:
         raise _failed(f"reading {model.relpath(d.path)} ({d.service})", res,
@@ -82,17 +83,36 @@ def empty(model: Model, engine: Engine, dirs: list[dirslib.DataDir]) -> None:
 
 
 def user_ids(engine: Engine) -> tuple[int, int]:
-    """The invoking user's uid:gid as the engine's containers see it (rootless: 0:0)."""
+    """The invoking user's uid:gid as the helper containers see it: as the engine maps it
+    (rootless: 0:0), or the host's own ids where helpers run in the host's user namespace
+    (userns-remap)."""
     import os
 
+    if engine.kind == Kind.USERNS:
+        return os.getuid(), os.getgid()
     uid, gid = engine.container_uid(os.getuid()), engine.container_gid(os.getgid())
     return (0 if uid is None else uid), (0 if gid is None else gid)
 
 
+def helper_ids(engine: Engine, owner: tuple[int, int]) -> tuple[int, int]:
+    """A container owner as a helper must write it: itself, or mapped to the host's ids where
+    helpers run in the host's user namespace (userns-remap)."""
+    if engine.kind != Kind.USERNS:
+        return owner
+    uid, gid = engine.host_uid(owner[0]), engine.host_gid(owner[1])
+    return (owner[0] if uid is None else uid), (owner[1] if gid is None else gid)
+
+
+def _relative(paths: list[str]) -> str:
+    """Project-relative paths as ``./path`` words: never read as an option by tar or find."""
+    return " ".join(shlex.quote(p if p.startswith("./") else "./" + p) for p in paths)
+
+
 def config_out(model: Model, engine: Engine, paths: list[str], dest: Path) -> runner.Streamed:
-    script = "cd /p && exec tar -cf - " + " ".join(shlex.quote(p) for p in paths)
+    script = "cd /p && exec tar -cf - " + _relative(paths)
     args = enginelib.helper_command(model.helper_image, script, [(model.project_dir, "/p")],
-                                    caps=("DAC_READ_SEARCH",), host_userns=engine.kind == Kind.USERNS, readonly=True)
+                                    caps=("DAC_READ_SEARCH",), host_userns=engine.kind == Kind.USERNS, readonly=True,
+                                    stream=True)
     res = runner.to_file(args, dest)
     if not res.ok:
         raise _failed("reading .env and secrets/", res, "check that the helper image runs and run again")
@@ -104,7 +124,8 @@ def config_in(model: Model, engine: Engine, source: Path, paths: list[str], take
     """Put ``.env``, the secrets and the records back; files the backup's user owned go to this
     user (a new machine, another uid), every other owner is kept as it was."""
     uid, gid = user_ids(engine)
-    quoted = " ".join(shlex.quote(p) for p in paths)
+    quoted = _relative(paths)
+    taken_by = (int(taken_by[0]), int(taken_by[1]))
     script = "cd /p && tar --numeric-owner -xpf -"
     if (uid, gid) != taken_by and paths:
         script += (f" && find {quoted} -uid {taken_by[0]} -exec chown -h {uid} {{}} +"
@@ -259,7 +280,7 @@ def valkey_out(model: Model, svc: str, facts: dict, dest: Path) -> runner.Stream
 def valkey_in(model: Model, engine: Engine, source: Path, d: dirslib.DataDir, facts: dict) -> runner.Streamed:
     """The snapshot as the data directory's RDB file, and as the base of a new append-only file:
     with ``appendonly yes`` Valkey loads only its AOF and ignores an RDB lying beside it."""
-    owner = model.data_owner(d.service) or (0, 0)
+    owner = helper_ids(engine, model.data_owner(d.service) or (0, 0))
     db, adir, afile = (shlex.quote(facts[k]) for k in ("dbfilename", "appenddirname", "appendfilename"))
     base = shlex.quote(f"{facts['appendfilename']}.1.base.rdb")
     script = (f"cat > /dst/{db} && mkdir -p /dst/{adir} && cp /dst/{db} /dst/{adir}/{base} && "

@@ -12,6 +12,7 @@ back (``invoke restore <safety> --yes``).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from ...system import fsutil, runner
 from ...system.engine import Engine
 from .. import diskuse
 from . import manifest, parts, take
-from .plan import choose
+from .plan import Choice, choose
 
 
 def say(message: str, style: str | None = None) -> None:
@@ -45,8 +46,7 @@ class Checked:
     services: list[str] = field(default_factory=list)   # services whose data is replaced
 
 
-def image_major(model: Model, svc: str) -> dbfacts.Major | None:
-    image = str(model.services[svc].get("image") or "")
+def image_major(image: str) -> dbfacts.Major | None:
     res = runner.run(["docker", "image", "inspect", "--format", "{{json .Config.Env}}", image], timeout=60)
     env = None
     if res.ok:
@@ -83,6 +83,9 @@ def check(model: Model, directory: Path) -> Checked:
                            f"this one is {model.name!r}. Nothing was changed.", where=str(directory / manifest.NAME),
                            fix="restore it in a checkout of that stack, or choose a backup of this one")
     out = Checked(directory, doc)
+    restores_env = any(p["kind"] == "config" and ".env" in p.get("paths", []) for p in doc["parts"])
+    if restores_env:
+        _same_data_root(model, directory, next(p for p in doc["parts"] if p["kind"] == "config"))
     for part in doc["parts"]:
         if part["kind"] == "config":
             out.replaces.append(f".env, the secrets and certificates ({len(part.get('paths', []))} files)")
@@ -93,21 +96,51 @@ def check(model: Model, directory: Path) -> Checked:
                                    "data directory for. Nothing was changed.", where=str(directory / part["name"]),
                                    fix="restore it with the compose files it was taken with (git commit "
                                        f"{doc.get('git_commit') or 'unknown'})")
-        if part["kind"] == "postgres":
-            major = image_major(model, part["members"][0])
+        if type(part.get("postgres_major")) is int:
+            member = part["members"][0] if part["kind"] == "postgres" else part["service"]
+            # The image the stack will run: the backup's own when it puts its .env back.
+            image = str(doc.get("images", {}).get(member) if restores_env else "") or \
+                str(model.services.get(member, {}).get("image") or "")
+            major = image_major(image)
             if major is not None and not major.runs(int(part["postgres_major"])):
                 raise ToolkitError(
-                    f"the backup holds PostgreSQL {part['postgres_major']} data, and {part['members'][0]}'s image "
+                    f"the backup holds PostgreSQL {part['postgres_major']} data, and {member}'s image {image} "
                     f"runs PostgreSQL {major.newest} ({major.source}). Nothing was changed.",
                     where=str(directory / part["name"]),
                     fix=f"restore it with an image of PostgreSQL {part['postgres_major']} (SPILO_IMAGE in .env), then "
-                        "upgrade the major as runbook §7 says")
+                        "move to the new major (`invoke upgrade --dry-run` names the ways)")
         for svc in part["services"]:
             if svc not in out.services:
                 out.services.append(svc)
         paths = ", ".join(d["path"] for d in part.get("dirs", []))
         out.replaces.append(f"{part['kind']} data of {', '.join(part['services'])}: {paths}")
     return out
+
+
+def _same_data_root(model: Model, directory: Path, part: dict[str, Any]) -> None:
+    """The restore puts the backup's ``.env`` back: where it puts the data (``DATA_ROOT``) must
+    be where this checkout has it, or the data would land in directories the safety backup does
+    not hold."""
+    import tarfile
+
+    from ...stack import envfile
+
+    try:
+        with tarfile.open(directory / part["name"]) as tar:
+            member = next((m for m in tar.getmembers() if m.name in ("./.env", ".env") and m.isfile()), None)
+            data = tar.extractfile(member).read() if member else None  # type: ignore[union-attr]
+    except (OSError, tarfile.TarError) as exc:
+        raise ToolkitError(f"{part['name']} cannot be read: {exc}. Nothing was changed.",
+                           where=str(directory / part["name"]),
+                           fix="choose another backup (`invoke backups`)") from None
+    if data is None:
+        return
+    theirs = envfile.parse_text(envfile.decode(data), directory / ".env").values.get("DATA_ROOT", "")
+    ours = envfile.read(model.project_dir / ".env").values.get("DATA_ROOT", "")
+    if theirs != ours:
+        raise ToolkitError(f"the backup's .env puts the data at DATA_ROOT={theirs or '(default)'}, this checkout's at "
+                           f"DATA_ROOT={ours or '(default)'}. Nothing was changed.", where=".env (DATA_ROOT)",
+                           fix=f"set DATA_ROOT={theirs} in .env (`invoke dirs` creates it), then restore again")
 
 
 def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
@@ -122,7 +155,9 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
         return now
 
     with fsutil.file_lock(model.project_dir / take.LOCK):
-        check_room(model, engine, checked)
+        safety_choice = _safety_choice(model, checked)
+        safety_size = take.check_room(model, engine, safety_choice, root)  # both before anything stops
+        check_room(model, engine, checked, root, safety_size)
         running = take.running_services(model)
         mark = time.monotonic()
         if running:
@@ -130,7 +165,8 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
             parts.compose_run(model, "stop")
         mark = lap("stop", mark)
         try:
-            safety = Path(_safety(model, engine, checked, root)["path"])
+            say("taking a safety backup of what the restore replaces")
+            safety, _ = take.write_backup(model, engine, safety_choice, root, running={}, label="safety")
         except BaseException:
             if running:  # nothing was replaced: the stack goes back to what it was doing
                 say("the safety backup failed: starting the stack again, nothing was replaced", "error")
@@ -148,12 +184,14 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
                 parts.compose_run(model, "stop")  # what founding the cluster started
                 say("the stack was not running: left stopped")
             lap("start_and_verify" if running else "stop", mark)
-        except (ToolkitError, OSError) as exc:
-            error = exc if isinstance(exc, ToolkitError) else from_oserror(exc)
-            raise ToolkitError(f"{error.message}. The data as it was before the restore is in the safety backup "
-                               f"{safety}", where=error.where,
+        except BaseException as exc:  # whatever stopped it, say where the data that was there is
+            error = exc if isinstance(exc, ToolkitError) else from_oserror(exc) if isinstance(exc, OSError) else \
+                ToolkitError("interrupted (Ctrl-C)", code=130) if isinstance(exc, KeyboardInterrupt) else \
+                ToolkitError(f"internal error: {type(exc).__name__}: {exc}")
+            raise ToolkitError(f"the restore stopped half-way: {error.message}. The data as it was before the restore "
+                               f"is in the safety backup {safety}; the stack is stopped", where=error.where,
                                fix=f"{error.fix or 'see the message'}; to put back what was there: "
-                                   f"invoke restore {safety} --yes") from None
+                                   f"invoke restore {safety} --yes", code=error.code) from None
     seconds = round(time.monotonic() - began, 2)
     if proved is None or proved["ok"]:
         say(f"done in {seconds} s; what was there before is in {safety}", "ok")
@@ -161,25 +199,27 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
             "replaced": checked.replaces, "started": bool(running), "verify": proved}
 
 
-def _safety(model: Model, engine: Engine, checked: Checked, root: Path) -> dict[str, Any]:
-    """A copy of everything the restore replaces, taken with the stack stopped."""
+def _safety_choice(model: Model, checked: Checked) -> Choice:
+    """What the safety backup copies: everything the restore replaces, as it lies (the stack
+    will be stopped), the configuration always."""
     only = [s for s in checked.services if s in model.services]
-    choice = choose(model, only=only, running=set()) if only else \
+    return choose(model, only=only, running=set()) if only else \
         choose(model, skip=sorted(model.services), running=set())  # the configuration alone
-    say("taking a safety backup of what the restore replaces")
-    directory, doc = take.write_backup(model, engine, choice, root, running={}, label="safety")
-    return {"path": str(directory), **doc}
 
 
-def check_room(model: Model, engine: Engine, checked: Checked) -> None:
-    """The data disk must hold the backup's data once what it replaces is gone."""
+def check_room(model: Model, engine: Engine, checked: Checked, root: Path, safety_size: int) -> None:
+    """The data disk must hold the backup's data once what it replaces is gone, and the safety
+    backup too when it is written to the same disk."""
     replaced = {Path(d.path) for p in checked.doc["parts"] for x in p.get("dirs", [])
                 if (d := dir_for(model, x["service"], x["target"])) is not None}
     if not replaced:
         return
     freed = sum(u.size or 0 for u in diskuse.measure(model, engine) if u.path in replaced)
     need = sum(p["bytes"] for p in checked.doc["parts"] if p["kind"] != "config")
-    free = shutil.disk_usage(next(iter(sorted(replaced))).parent).free
+    data_disk = next(iter(sorted(replaced))).parent
+    free = shutil.disk_usage(data_disk).free
+    if _same_device(data_disk, root):
+        need += safety_size
     if free + freed < need + take.MARGIN:
         raise ToolkitError(f"not enough free space to restore: the data needs about {diskuse.human(need)}, and the "
                            f"data disk has {diskuse.human(free)} free plus {diskuse.human(freed)} the restore frees. "
@@ -187,12 +227,21 @@ def check_room(model: Model, engine: Engine, checked: Checked) -> None:
                            fix="free space on the data disk (`invoke status` shows each directory), then run again")
 
 
+def _same_device(a: Path, b: Path) -> bool:
+    def device(p: Path) -> int | None:
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        try:
+            return p.stat().st_dev
+        except OSError:
+            return None
+    return device(a) == device(b)
+
+
 def _put_back(model: Model, engine: Engine, checked: Checked, reload: Callable[[], Model],
               lap: Callable[[str, float], float]) -> Model:
     """Configuration first (it may move DATA_ROOT), then every data part side by side, then the
     Patroni cluster founded again from its restored member."""
-    from concurrent.futures import ThreadPoolExecutor
-
     directory, doc = checked.directory, checked.doc
     mark = time.monotonic()
     for part in doc["parts"]:
@@ -203,11 +252,7 @@ def _put_back(model: Model, engine: Engine, checked: Checked, reload: Callable[[
             _same(part, sent)
             model = reload()  # .env may move DATA_ROOT or a port
     data = [p for p in doc["parts"] if p["kind"] != "config"]
-    with ThreadPoolExecutor(max_workers=take.WORKERS) as pool:
-        futures = [pool.submit(_put_part, model, engine, directory, part) for part in data]
-        errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]
+    take.side_by_side([functools.partial(_put_part, model, engine, directory, part) for part in data])
     mark = lap("put_back", mark)
     for part in data:
         if part["kind"] == "postgres":
@@ -221,8 +266,13 @@ def _put_back(model: Model, engine: Engine, checked: Checked, reload: Callable[[
 
 
 def _put_part(model: Model, engine: Engine, directory: Path, part: dict[str, Any]) -> None:
-    dirs = [dir_for(model, d["service"], d["target"]) for d in part.get("dirs", [])]
-    present = [d for d in dirs if d is not None]
+    present = []
+    for x in part.get("dirs", []):
+        d = dir_for(model, x["service"], x["target"])
+        if d is None:
+            raise ToolkitError(f"the restored .env leaves {x['service']} without a data directory at {x['target']}",
+                               where=".env", fix="compare the restored .env with the compose files")
+        present.append(d)
     started = time.monotonic()
     parts.empty(model, engine, present)
     source = directory / part["name"]
@@ -258,7 +308,7 @@ def listing(root: Path, *, hashes: bool = True) -> list[dict[str, Any]]:
             continue
         damaged = manifest.damage(path, doc, hashes=hashes)
         created = manifest.parse_utc(str(doc.get("created", "")))
-        out.append({"path": str(path), "complete": True, "created": doc.get("created"),
+        out.append({"path": str(path), "complete": True, "project": doc.get("project"), "created": doc.get("created"),
                     "age_seconds": None if created is None else int(now - created),
                     "bytes": manifest.total_bytes(doc), "label": doc.get("label", ""),
                     "services": sorted({s for p in doc["parts"] for s in p.get("services", [])}),
@@ -275,31 +325,56 @@ def age(seconds: int | None) -> str:
     return f"{seconds} s"
 
 
-def data_changed_at(model: Model, services: set[str]) -> dict[str, float | None]:
-    """Service -> the last moment its data may have changed, as the engine knows it: the start
-    of its running container (its writes since are the part a backup taken meanwhile misses), or
-    the stop of a stopped one; None when it has no container (nothing the engine can say)."""
+#: Newest modification time below each mounted directory, one line each (``i epoch``): busybox
+#: and coreutils ``stat`` alike; a directory that cannot be read gives no line (unknown).
+_NEWEST = ("for d in /mnt/*; do t=$(find \"$d\" -exec stat -c %Y {} + 2>/dev/null | sort -n | tail -n 1); "
+           "[ -n \"$t\" ] && echo \"${d#/mnt/} $t\"; done; true")
+
+
+def data_changed_at(model: Model, engine: Engine, dirs: list[dirslib.DataDir]) -> dict[str, float | None]:
+    """Service -> the last moment its data may have changed: now while its container runs (it
+    writes); when its container stopped; with no container at all (``invoke down``), the newest
+    modification time inside its data directories, read through the engine. None: unknown,
+    which no backup covers."""
     from ...system import engine as enginelib
 
+    services = sorted({d.service for d in dirs})
     containers = {str(c.get("Service", "")): c for c in enginelib.project_containers(model.name)}
     times = enginelib.container_times([str(c["ID"]) for s, c in containers.items() if s in services])
     out: dict[str, float | None] = {}
-    for svc in sorted(services):
+    orphans = []
+    for svc in services:
         t = times.get(str(containers[svc]["ID"])) if svc in containers else None
-        if t is None:
-            out[svc] = None
-        else:
+        if t is not None:
             started, finished, running = t
-            out[svc] = started if running else max(started or 0.0, finished or 0.0) or None
+            out[svc] = time.time() if running else (max(started or 0.0, finished or 0.0) or None)
+        else:
+            orphans += [d for d in dirs if d.service == svc]
+    if orphans:
+        text, _ = enginelib.look_into(engine, model.helper_image, _NEWEST,
+                                      [(d.path, f"/mnt/{i}") for i, d in enumerate(orphans)])
+        newest: dict[int, float] = {}
+        for line in text.splitlines():
+            index, _, stamp = line.partition(" ")
+            if index.isdigit() and stamp.strip().isdigit():
+                newest[int(index)] = float(stamp)
+        for i, d in enumerate(orphans):
+            if i not in newest:
+                out[d.service] = None
+            elif out.get(d.service, 0.0) is not None:
+                out[d.service] = max(out.get(d.service) or 0.0, newest[i])
     return out
 
 
-def covering(rows: list[dict[str, Any]], changed: dict[str, float | None]) -> dict[str, Any] | None:
-    """The newest complete backup that holds every service of ``changed`` and was taken after
-    each one's data last changed; None when there is none."""
-    for row in sorted((r for r in rows if r["complete"] and r["checksums_ok"]), key=lambda r: r["created"],
-                      reverse=True):
+def covering(rows: list[dict[str, Any]], changed: dict[str, float | None], project: str,
+             intact: Callable[[dict[str, Any]], bool] = lambda row: True) -> dict[str, Any] | None:
+    """The newest complete backup of ``project`` that holds every service of ``changed``, was
+    taken after each one's data last changed (an unknown moment is never covered) and is
+    ``intact`` (its hashes hold: asked only of the one that would be chosen); None when none is."""
+    for row in sorted((r for r in rows if r["complete"] and r["checksums_ok"] and r.get("project") == project),
+                      key=lambda r: r["created"], reverse=True):
         created = manifest.parse_utc(str(row["created"])) or 0.0
-        if set(changed) <= set(row["services"]) and all(t is None or created >= t for t in changed.values()):
+        if set(changed) <= set(row["services"]) and all(t is not None and created >= t for t in changed.values()) \
+                and intact(row):
             return row
     return None

@@ -13,13 +13,14 @@ import errno
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ... import output
 from ...errors import ToolkitError
-from ...stack import envfile
+from ...prepare import datastate
+from ...stack import dbfacts, envfile
 from ...stack.model import Model
 from ...system import engine as enginelib
 from ...system import fsutil, runner
@@ -91,8 +92,8 @@ def paused(model: Model, svc: str, running: dict[str, str], record: list[dict[st
         return
     say(f"stopping {svc} while its data is copied")
     started = time.monotonic()
-    parts.container(model, "stop", svc, cid)
-    try:
+    try:  # a stop that fails or is interrupted may still stop it: start it again in every case
+        parts.container(model, "stop", svc, cid)
         yield
     finally:
         parts.container(model, "start", svc, cid)
@@ -132,6 +133,11 @@ def _take_part(model: Model, engine: Engine, part: Part, directory: Path, runnin
     else:
         with paused(model, part.service, running, pauses):
             res = parts.dir_out(model, engine, part.dirs[0], dest)
+        if part.service in {m for c in dbfacts.clusters(model) for m in c.members}:  # a restore checks the major
+            state = datastate.probe(model.project_dir, [part.dirs[0].path], engine, model.helper_image)
+            major = dbfacts.data_major(state[part.dirs[0].path].pg_version)
+            if major is not None:
+                entry["postgres_major"] = major
     entry.update(bytes=res.size, sha256=res.sha256)
     say(f"{part.name}: {diskuse.human(res.size)} in {time.monotonic() - started:.1f} s")
     return entry
@@ -150,18 +156,51 @@ def take(model: Model, engine: Engine, *, root: Path, only: list[str], skip: lis
 WORKERS = 4
 
 
-def take_parts(model: Model, engine: Engine, todo: list[Part], directory: Path, running: dict[str, str],
-               pauses: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every part's manifest entry, in ``todo``'s order. All run to their end before the first
-    failure is raised, so that no service stays paused behind an error."""
+def side_by_side(jobs: list[Callable[[], Any]]) -> list[Any]:
+    """Run ``jobs`` on :data:`WORKERS` threads; their results in order. Every started job runs
+    to its end (a paused service is started again by its own job) before a failure is raised,
+    all of them named; on Ctrl-C the jobs not yet started are dropped."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        futures = [pool.submit(_take_part, model, engine, part, directory, running, pauses) for part in todo]
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    try:
+        futures = [pool.submit(job) for job in jobs]
         errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]
-    return [f.result() for f in futures]
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    if not errors:
+        return [f.result() for f in futures]
+    others = [e for e in errors if not isinstance(e, ToolkitError)]
+    if others or len(errors) == 1:
+        raise (others or errors)[0]
+    toolkit = [e for e in errors if isinstance(e, ToolkitError)]
+    raise ToolkitError("; ".join(e.message for e in toolkit),
+                       fix=" / ".join(dict.fromkeys(e.fix or "" for e in toolkit)))
+
+
+def take_parts(model: Model, engine: Engine, todo: list[Part], directory: Path, running: dict[str, str],
+               pauses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every part's manifest entry, in ``todo``'s order. The copies of one service's several
+    data directories share one job, so that the service is stopped once for all of them."""
+    groups: dict[str, list[Part]] = {}
+    for part in todo:
+        groups.setdefault(part.service if part.kind == "copy" else f"\0{part.name}", []).append(part)
+
+    def job(group: list[Part]) -> Callable[[], list[dict[str, Any]]]:
+        if group[0].kind != "copy" or len(group) == 1:
+            return lambda: [_take_part(model, engine, p, directory, running, pauses) for p in group]
+
+        def together() -> list[dict[str, Any]]:
+            with paused(model, group[0].service, running, pauses):
+                return [_take_part(model, engine, p, directory, {}, pauses) for p in group]
+        return together
+
+    results = side_by_side([job(g) for g in groups.values()])
+    done = {part.name: entry for group, entries in zip(groups.values(), results, strict=True)
+            for part, entry in zip(group, entries, strict=True)}
+    return [done[p.name] for p in todo]
 
 
 def write_backup(model: Model, engine: Engine, choice: Choice, root: Path, *, running: dict[str, str],
