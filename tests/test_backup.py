@@ -46,6 +46,7 @@ def test_a_running_stack_gives_one_base_backup_one_snapshot_and_a_copy_per_other
     choice = plan.choose(shipped)
     got = kinds(choice)
     assert got["config"] == ["config.tar"]
+    assert choice.parts[0].services == (), "the configuration belongs to no service"
     assert got["postgres"] == ["postgres-infra-pg.tar"]
     assert got["valkey"] == ["valkey-valkey.rdb"]
     assert sorted(got["copy"]) == ["data-alertmanager.tar", "data-grafana.tar", "data-minio.tar",

@@ -36,9 +36,12 @@ def unescaped_refs(text: str) -> list[str]:
     """Variables Compose would interpolate in ``text`` whose intent is unclear.
 
     ``$$`` is a literal dollar for the container; ``${VAR:-x}``/``${VAR:?err}`` (any
-    modifier) are deliberate interpolations. A bare ``$VAR`` or ``${VAR}`` is returned.
+    modifier) are deliberate interpolations. A bare ``$VAR`` or ``${VAR}`` is returned, unless
+    the same variable is written with a modifier elsewhere in ``text``: Compose then takes it as
+    required or defaulted everywhere (``docker compose config --variables`` merges them), so its
+    bare uses are deliberate too.
     """
-    out = []
+    out, deliberate = [], set()
     i = 0
     while i < len(text):
         if text[i] != "$":
@@ -54,8 +57,10 @@ def unescaped_refs(text: str) -> list[str]:
         name = m.group("braced") or m.group("bare")
         if not (m.group("braced") and m.group("rest")):
             out.append(name)
+        else:
+            deliberate.add(name)
         i = m.end()
-    return out
+    return [name for name in out if name not in deliberate]
 
 
 def _strings(value) -> list[str]:

@@ -54,7 +54,8 @@ class Part:
     @property
     def services(self) -> tuple[str, ...]:
         """Every service whose data this part replaces."""
-        return tuple(dict.fromkeys((self.service, *self.members, *self.dcs, *(d.service for d in self.dirs))))
+        return tuple(dict.fromkeys(s for s in (self.service, *self.members, *self.dcs, *(d.service for d in self.dirs))
+                                   if s))
 
 
 @dataclass
