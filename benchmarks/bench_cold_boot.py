@@ -58,7 +58,10 @@ def main() -> int:
                 if down.returncode != 0 or stack.ps():
                     raise SystemExit(f"invoke down left containers:\n{down.stdout}{down.stderr}")
                 start = time.perf_counter()
-                up = stack.invoke("up", "--timeout", "300")
+                # Until healthy, as the figure says: the stand-ins answer health checks, not
+                # `invoke verify`'s round trips (etcdctl, Grafana's data sources), which the
+                # closing verify of `invoke up` would then fail.
+                up = stack.invoke("up", "--timeout", "300", "--no-verify")
                 elapsed = time.perf_counter() - start
                 if up.returncode != 0:
                     raise SystemExit(f"invoke up failed:\n{up.stdout}{up.stderr}")
