@@ -174,7 +174,7 @@ def test_a_reset_is_covered_only_by_a_backup_of_this_stack_newer_than_the_data_t
             {"path": "o", "complete": True, "checksums_ok": True, "created": "2026-12-03T13:00:00Z",
              "project": "another-stack", "services": ["grafana", "minio"]},
             {"path": "c", "complete": False, "why": "no manifest"}]
-    ten = manifest.parse_utc("2026-12-03T10:00:00Z")
+    ten = enginelib.parse_rfc3339("2026-12-03T10:00:00Z")
     assert restore.covering(rows, {"grafana": ten - 60}, "infra-core")["path"] == "a"
     assert restore.covering(rows, {"grafana": ten + 60}, "infra-core") is None, "the data changed after the backup"
     assert restore.covering(rows, {"grafana": None}, "infra-core") is None, "an unknown moment is never covered"
@@ -186,9 +186,11 @@ def test_a_reset_is_covered_only_by_a_backup_of_this_stack_newer_than_the_data_t
         "a candidate whose hashes do not hold is not one"
 
 
-def test_engine_times_are_read_as_utc_and_the_zero_time_as_never():
-    assert enginelib.parse_rfc3339("2026-12-03T10:00:00.5Z") == manifest.parse_utc("2026-12-03T10:00:00Z") + 0.5
-    assert enginelib.parse_rfc3339("2026-12-03T11:00:00+01:00") == manifest.parse_utc("2026-12-03T10:00:00Z")
+def test_engine_times_and_manifest_times_are_read_as_utc_and_the_zero_time_as_never():
+    ten = 1796292000.0  # 2026-12-03T10:00:00Z
+    assert enginelib.parse_rfc3339(manifest.utc(ten)) == ten == enginelib.parse_rfc3339("2026-12-03T10:00:00Z")
+    assert enginelib.parse_rfc3339("2026-12-03T10:00:00.5Z") == ten + 0.5
+    assert enginelib.parse_rfc3339("2026-12-03T11:00:00+01:00") == ten
     assert enginelib.parse_rfc3339("0001-01-01T00:00:00Z") is None
     assert enginelib.parse_rfc3339("yesterday") is None
 

@@ -44,6 +44,13 @@ class Result:
         return self.returncode == 0
 
 
+def not_installed(args: Sequence[str]) -> ToolkitError:
+    """The error for a program that is not there, with how to install it (exit 127)."""
+    program = Path(args[0]).name
+    return ToolkitError(f"`{program}` is not installed or not on PATH",
+                        fix=INSTALL_HINTS.get(program, f"install {program}"), code=127)
+
+
 def which(program: str) -> str | None:
     """Path of ``program`` on PATH, or None."""
     return shutil.which(program)
@@ -81,12 +88,7 @@ def run(
             stdin=None if input is not None else subprocess.DEVNULL,
         )
     except FileNotFoundError:
-        program = Path(args[0]).name
-        raise ToolkitError(
-            f"`{program}` is not installed or not on PATH",
-            fix=INSTALL_HINTS.get(program, f"install {program}"),
-            code=127,
-        ) from None
+        raise not_installed(args) from None
     except subprocess.TimeoutExpired:
         raise ToolkitError(
             f"`{' '.join(args)}` did not finish within {timeout:.0f} s",
@@ -113,9 +115,7 @@ def stream(args: Sequence[str], *, cwd: str | Path | None = None) -> int:
     try:
         return subprocess.run(list(args), cwd=cwd, stdin=subprocess.DEVNULL, check=False).returncode
     except FileNotFoundError:
-        program = Path(args[0]).name
-        raise ToolkitError(f"`{program}` is not installed or not on PATH",
-                           fix=INSTALL_HINTS.get(program, f"install {program}"), code=127) from None
+        raise not_installed(args) from None
     except KeyboardInterrupt:
         return 130
 
@@ -216,9 +216,7 @@ def _popen(args: Sequence[str], **kwargs) -> subprocess.Popen:
     try:
         return subprocess.Popen(list(args), stderr=subprocess.PIPE, **kwargs)
     except FileNotFoundError:
-        program = Path(args[0]).name
-        raise ToolkitError(f"`{program}` is not installed or not on PATH",
-                           fix=INSTALL_HINTS.get(program, f"install {program}"), code=127) from None
+        raise not_installed(args) from None
 
 
 class Lines:
@@ -246,9 +244,7 @@ class Lines:
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                                          encoding="utf-8", errors="replace")
         except FileNotFoundError:
-            program = Path(args[0]).name
-            raise ToolkitError(f"`{program}` is not installed or not on PATH",
-                               fix=INSTALL_HINTS.get(program, f"install {program}"), code=127) from None
+            raise not_installed(args) from None
         self.output: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -8,7 +8,6 @@ on disk and synced, or none, and :func:`problems` refuses a directory without on
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 import time
@@ -25,13 +24,6 @@ CHUNK = 1 << 20
 
 def utc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-def parse_utc(text: str) -> float | None:
-    try:
-        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
-    except (TypeError, ValueError):
-        return None
 
 
 def sha256_of(path: Path) -> str:

@@ -25,6 +25,7 @@ from ...errors import ToolkitError, from_oserror
 from ...prepare import dirs as dirslib
 from ...stack import dbfacts
 from ...stack.model import Model
+from ...system import engine as enginelib
 from ...system import fsutil, runner
 from ...system.engine import Engine
 from .. import diskuse
@@ -307,7 +308,7 @@ def listing(root: Path, *, hashes: bool = True) -> list[dict[str, Any]]:
             out.append({"path": str(path), "complete": False, "why": why})
             continue
         damaged = manifest.damage(path, doc, hashes=hashes)
-        created = manifest.parse_utc(str(doc.get("created", "")))
+        created = enginelib.parse_rfc3339(str(doc.get("created", "")))
         out.append({"path": str(path), "complete": True, "project": doc.get("project"), "created": doc.get("created"),
                     "age_seconds": None if created is None else int(now - created),
                     "bytes": manifest.total_bytes(doc), "label": doc.get("label", ""),
@@ -336,8 +337,6 @@ def data_changed_at(model: Model, engine: Engine, dirs: list[dirslib.DataDir]) -
     writes); when its container stopped; with no container at all (``invoke down``), the newest
     modification time inside its data directories, read through the engine. None: unknown,
     which no backup covers."""
-    from ...system import engine as enginelib
-
     services = sorted({d.service for d in dirs})
     containers = {str(c.get("Service", "")): c for c in enginelib.project_containers(model.name)}
     times = enginelib.container_times([str(c["ID"]) for s, c in containers.items() if s in services])
@@ -373,7 +372,7 @@ def covering(rows: list[dict[str, Any]], changed: dict[str, float | None], proje
     ``intact`` (its hashes hold: asked only of the one that would be chosen); None when none is."""
     for row in sorted((r for r in rows if r["complete"] and r["checksums_ok"] and r.get("project") == project),
                       key=lambda r: r["created"], reverse=True):
-        created = manifest.parse_utc(str(row["created"])) or 0.0
+        created = enginelib.parse_rfc3339(str(row["created"])) or 0.0
         if set(changed) <= set(row["services"]) and all(t is not None and created >= t for t in changed.values()) \
                 and intact(row):
             return row
