@@ -342,6 +342,18 @@ def _current_owner(path: Path) -> tuple[int, int]:
     return st.st_uid, st.st_gid
 
 
+def empty(model: Model, targets: list[DataDir], *, host_userns: bool = False) -> None:
+    """Delete everything inside the existing ``targets`` through one helper container (their
+    files may belong to container uids); each directory itself stays, with its owner.
+    ``host_userns``: a userns-remap engine's files of unmapped owners too."""
+    present = [d for d in targets if d.path.is_dir()]
+    if not present:
+        return
+    mounts = [(d.path, f"/mnt/{i}") for i, d in enumerate(present)]
+    script = " && ".join(f"find /mnt/{i} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} +" for i in range(len(present)))
+    enginelib.helper(model.helper_image, script, mounts, caps=("DAC_OVERRIDE", "FOWNER"), host_userns=host_userns)
+
+
 def remove(model: Model, targets: list[DataDir]) -> list[Path]:
     """Delete data directories through the engine (their files may belong to container uids).
 
@@ -352,9 +364,7 @@ def remove(model: Model, targets: list[DataDir]) -> list[Path]:
     present = [d for d in targets if d.path.is_dir()]
     if not present:
         return []
-    mounts = [(d.path, f"/mnt/{i}") for i, d in enumerate(present)]
-    script = " && ".join(f"find /mnt/{i} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} +" for i in range(len(present)))
-    enginelib.helper(model.helper_image, script, mounts, caps=("DAC_OVERRIDE", "FOWNER"))
+    empty(model, present)
     for d in present:
         try:
             d.path.rmdir()

@@ -66,17 +66,10 @@ def dir_in(model: Model, engine: Engine, source: Path, d: dirslib.DataDir, *, su
 
 
 def empty(model: Model, engine: Engine, dirs: list[dirslib.DataDir]) -> None:
-    """Remove everything inside ``dirs`` (each directory itself stays, with its owner)."""
-    present = [d for d in dirs if d.path.is_dir()]
+    """Remove everything inside ``dirs``, creating those that do not exist (each stays, with its owner)."""
     for d in dirs:
-        if not d.path.is_dir():
-            d.path.mkdir(parents=True, exist_ok=True)
-    if not present:
-        return
-    mounts = [(d.path, f"/mnt/{i}") for i, d in enumerate(present)]
-    script = " && ".join(f"find /mnt/{i} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} +" for i in range(len(present)))
-    enginelib.helper(model.helper_image, script, mounts, caps=("DAC_OVERRIDE", "FOWNER"),
-                     host_userns=engine.kind == Kind.USERNS)
+        d.path.mkdir(parents=True, exist_ok=True)
+    dirslib.empty(model, dirs, host_userns=engine.kind == Kind.USERNS)
 
 
 # ------------------------------------------------------------------ configuration
