@@ -157,8 +157,9 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
 
     with fsutil.file_lock(model.project_dir / take.LOCK):
         safety_choice = _safety_choice(model, checked)
-        safety_size = take.check_room(model, engine, safety_choice, root)  # both before anything stops
-        check_room(model, engine, checked, root, safety_size)
+        usage = diskuse.measure(model, engine)  # once, for both checks, before anything stops
+        safety_size = take.check_room(model, engine, safety_choice, root, usage)
+        check_room(model, checked, root, safety_size, usage)
         running = take.running_services(model)
         mark = time.monotonic()
         if running:
@@ -167,7 +168,8 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
         mark = lap("stop", mark)
         try:
             say("taking a safety backup of what the restore replaces")
-            safety, _ = take.write_backup(model, engine, safety_choice, root, running={}, label="safety")
+            safety, _ = take.write_backup(model, engine, safety_choice, root, running={}, label="safety",
+                                          estimate=safety_size)
         except BaseException:
             if running:  # nothing was replaced: the stack goes back to what it was doing
                 say("the safety backup failed: starting the stack again, nothing was replaced", "error")
@@ -208,14 +210,14 @@ def _safety_choice(model: Model, checked: Checked) -> Choice:
         choose(model, skip=sorted(model.services), running=set())  # the configuration alone
 
 
-def check_room(model: Model, engine: Engine, checked: Checked, root: Path, safety_size: int) -> None:
+def check_room(model: Model, checked: Checked, root: Path, safety_size: int, usage: list[diskuse.Usage]) -> None:
     """The data disk must hold the backup's data once what it replaces is gone, and the safety
     backup too when it is written to the same disk."""
     replaced = {Path(d.path) for p in checked.doc["parts"] for x in p.get("dirs", [])
                 if (d := dir_for(model, x["service"], x["target"])) is not None}
     if not replaced:
         return
-    freed = sum(u.size or 0 for u in diskuse.measure(model, engine) if u.path in replaced)
+    freed = sum(u.size or 0 for u in usage if u.path in replaced)
     need = sum(p["bytes"] for p in checked.doc["parts"] if p["kind"] != "config")
     data_disk = next(iter(sorted(replaced))).parent
     free = shutil.disk_usage(data_disk).free

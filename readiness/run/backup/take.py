@@ -64,12 +64,15 @@ def new_directory(root: Path, project: str, now: float) -> Path:
                        fix="remove old backups there, or choose another place with --to")
 
 
-def check_room(model: Model, engine: Engine, choice: Choice, root: Path) -> int:
+def check_room(model: Model, engine: Engine, choice: Choice, root: Path,
+               usage: list[diskuse.Usage] | None = None) -> int:
     """The estimated size of the backup; refuses before anything is written when the disk
     under ``root`` has less free space than that and a margin."""
     dirs = [d for part in choice.parts for d in part.dirs if part.kind != "postgres" or d.service in part.members]
     wanted = {d.path for d in dirs}
-    sizes = [u.size or 0 for u in diskuse.measure(model, engine) if u.path in wanted]
+    fsutil.ensure_dir(root, 0o700)  # a restore asks before its first backup under root exists
+    usage = diskuse.measure(model, engine) if usage is None else usage
+    sizes = [u.size or 0 for u in usage if u.path in wanted]
     estimate = sum(sizes)
     free = shutil.disk_usage(root).free
     if free < estimate + MARGIN:
@@ -204,11 +207,11 @@ def take_parts(model: Model, engine: Engine, todo: list[Part], directory: Path, 
 
 
 def write_backup(model: Model, engine: Engine, choice: Choice, root: Path, *, running: dict[str, str],
-                 label: str = "") -> tuple[Path, dict]:
+                 label: str = "", estimate: int | None = None) -> tuple[Path, dict]:
     """Write the parts of ``choice``, then the manifest; on any failure remove what was written
     (paused services are started again by :func:`paused` in every case)."""
-    fsutil.ensure_dir(root, 0o700)
-    estimate = check_room(model, engine, choice, root)
+    if estimate is None:  # a caller that checked the room already passes what it found
+        estimate = check_room(model, engine, choice, root)
     started = time.time()
     directory = new_directory(root, model.name + (f"-{label}" if label else ""), started)
     say(f"writing {directory} ({len(choice.parts)} parts, about {diskuse.human(estimate)})")
