@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import copy_repo, run_invoke
 from jsonschemas import validator
+from smallfs import small_filesystem
 
 from readiness.errors import ToolkitError
 from readiness.run.backup import manifest, plan, restore, take
@@ -215,13 +213,7 @@ def test_a_stream_is_written_and_hashed_in_one_pass_and_read_back_identically(tm
 
 def test_a_full_disk_during_a_backup_removes_the_unfinished_backup(tmp_path, monkeypatch):
     """A real full filesystem: a 4 MiB tmpfs (root only: mounting needs it)."""
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a small filesystem needs root (the e2e restore runs as every user)")
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)]).returncode != 0:
-        pytest.skip("this machine cannot mount a tmpfs")
-    try:
+    with small_filesystem(tmp_path / "small", 4) as small:
         with pytest.raises(OSError) as exc:
             runner.to_file(["head", "-c", str(16 << 20), "/dev/zero"], small / "part")
         assert exc.value.errno == errno.ENOSPC
@@ -241,5 +233,3 @@ def test_a_full_disk_during_a_backup_removes_the_unfinished_backup(tmp_path, mon
                               small / "backups", running={})
         assert "filled up" in err.value.message
         assert list((small / "backups").iterdir()) == [], "no unfinished backup is left"
-    finally:
-        subprocess.run(["umount", str(small)])

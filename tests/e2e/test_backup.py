@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 from jsonschemas import validator
+from smallfs import small_filesystem
 
 from . import dbclient as db
 from . import realdb
@@ -204,13 +205,7 @@ def test_a_backup_disk_too_small_is_refused_before_anything_is_written_or_paused
     """A real 8 MiB filesystem (tmpfs) as the backup's disk; mounting one needs root, so a
     non-root run skips this (the engine-free suite's full-disk test needs root too)."""
     stack = running
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)]).returncode != 0:
-        pytest.skip("this machine cannot mount a tmpfs")
-    try:
+    with small_filesystem(tmp_path / "small", 8) as small:
         before = {s: c.get("ID") for s, c in stack.ps().items()}
         res = stack.invoke("backup", "--to", str(small))
         assert res.returncode == 1, res.stdout + res.stderr
@@ -218,8 +213,6 @@ def test_a_backup_disk_too_small_is_refused_before_anything_is_written_or_paused
         assert not any(small.iterdir()), "nothing was written"
         assert "stopping" not in res.stdout, "no service was paused"
         assert {s: c.get("ID") for s, c in stack.ps().items()} == before
-    finally:
-        subprocess.run(["umount", str(small)])
 
 
 def test_reset_refuses_while_no_backup_holds_the_data_as_it_is(running: Stack):
