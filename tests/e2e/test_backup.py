@@ -1,4 +1,4 @@
-"""End-to-end: ``invoke backup`` and ``invoke restore`` round trip on the session's stack (issue 19).
+"""End-to-end: ``invoke backup`` and ``invoke restore`` round trip on the session's stack.
 
 Rows in PostgreSQL (the real Patroni cluster), a key in Valkey (real), an object in MinIO's and
 a dashboard in Grafana's data directory, and a secret: backed up while the stack runs, dropped,
