@@ -159,8 +159,17 @@ def backups(c, to=None, json=False):
     return steps.backups(PROJECT, to=to)
 
 
+@task(help={"check": "ask each registry whether every pinned tag exists, and its digest",
+            "digests": "write tag@sha256: pins into .env.example", **JSON})
+def pins(c, check=False, digests=False, json=False):
+    """The image pins; --check asks the registries, --digests pins each tag to its digest."""
+    return steps.pins(PROJECT, check=check, digests=digests)
+
+
 @task(help={"dry-run": "print the plan and write nothing, ask no registry (exit 1 only when something refuses it)",
-            **JSON})
-def upgrade(c, dry_run=False, json=False):
-    """Move the stack to the image pins the repository ships now (the plan; apply it by hand after `invoke backup`)."""
-    return steps.upgrade(PROJECT, dry_run=dry_run)
+            "yes": "apply it: backup, pull, then recreate each service in turn, proved working before the next",
+            "no-backup": "do not take the fresh backup first", "timeout": "seconds each service has to be healthy",
+            "to": TO, **JSON})
+def upgrade(c, dry_run=False, yes=False, no_backup=False, timeout=300, to=None, json=False):
+    """Move the stack to the image pins the repository ships now, one service at a time; back at the first failure."""
+    return steps.upgrade(PROJECT, dry_run=dry_run, yes=yes, no_backup=no_backup, timeout=int(timeout), to=to)

@@ -126,11 +126,11 @@ def _create_env_for_engine(project: Path) -> tuple[list[str], list[str]]:
             reasons.append("ports below 1024 cannot be published without privileges, every URL carries the port")
         socket_line: list[str] = []
         if engine.socket:
-            text, socket_line = set_values(text, {SOCKET_VARIABLE: engine.socket})
+            text, socket_line = envfile.set_values(text, {SOCKET_VARIABLE: engine.socket})
         if socket_line:
             reasons.append("the Docker API proxy mounts this engine's own socket")
         chosen += ports + socket_line
-    text, limits = set_values(text, engine_ulimits(project, engine))
+    text, limits = envfile.set_values(text, engine_ulimits(project, engine))
     if limits:
         reasons.append("ulimits lowered to the most this engine grants: without CAP_SYS_RESOURCE it cannot raise a "
                        "container's limits above its own")
@@ -164,19 +164,6 @@ def engine_ulimits(project: Path, engine: enginelib.Engine) -> dict[str, str]:
 SOCKET_VARIABLE = "DOCKER_SOCKET"
 
 
-def set_values(text: str, values: dict[str, str]) -> tuple[str, list[str]]:
-    """``text`` (dotenv) with the plain ``KEY=value`` line of each key in ``values`` replaced."""
-    chosen: list[str] = []
-
-    def put(m: re.Match[str]) -> str:
-        if m.group(1) not in values or m.group(2) == values[m.group(1)]:
-            return m.group(0)
-        chosen.append(f"{m.group(1)}={values[m.group(1)]}")
-        return chosen[-1]
-
-    return re.sub(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)=([^\s'\"#]*)[ \t]*$", put, text), chosen
-
-
 def publishable_ports(text: str, names: set[str], start: int) -> tuple[str, list[str]]:
     """``text`` (dotenv) with each port variable in ``names`` below ``start`` raised by 8000
     (80 -> 8080, 443 -> 8443; to ``start + port`` if that is still too low); returns the new
@@ -186,7 +173,7 @@ def publishable_ports(text: str, names: set[str], start: int) -> tuple[str, list
         port = int(m.group(2))
         if m.group(1) in names and port < start:
             values[m.group(1)] = str(port + 8000 if port + 8000 >= start else start + port)
-    return set_values(text, values)
+    return envfile.set_values(text, values)
 
 
 def secrets(project: Path) -> dict[str, Any]:
@@ -344,9 +331,12 @@ def up_snapshot(m: Model, observed: facts.Facts | None) -> Snapshot:
     return start.Snapshot(observed.engine, states, missing)
 
 
-def upgrade(project: Path, *, dry_run: bool) -> Outcome:
+def upgrade(project: Path, *, dry_run: bool, yes: bool = False, no_backup: bool = False, timeout: int = 300,
+            to: str | None = None) -> Outcome:
     """The plan that moves the stack to the pins the repository ships (``readiness.run.upgrade``);
-    applying it is refused until backups exist. ``--dry-run`` writes nothing, not even a cache."""
+    with ``yes``, applied (``readiness.run.rollout``): room checked, a fresh backup, the pull,
+    the pins moved in ``.env``, a rolling restart proved step by step, back at the first
+    failure. ``--dry-run`` writes nothing, not even a cache."""
     from .run import upgrade as upgradelib
 
     env_path, example_path = project / ".env", project / ".env.example"
@@ -356,20 +346,92 @@ def upgrade(project: Path, *, dry_run: bool) -> Outcome:
     if not example_path.exists():
         raise ToolkitError(".env.example is missing: what the repository ships cannot be read", where=str(example_path),
                            fix="restore it from git: `git checkout -- .env.example`")
-    with modelcache.disabled() if dry_run else contextlib.nullcontext():  # the model's cache is a write too
+    with modelcache.disabled() if dry_run or not yes else contextlib.nullcontext():  # a cache is a write too
         m = model(project)
-    plan = upgradelib.plan(m, envfile.read(env_path), envfile.read(example_path), envfile.load_shipped(project))
+    record = envfile.load_shipped(project)
+    plan = upgradelib.plan(m, envfile.read(env_path), envfile.read(example_path), record)
     output.current().text(upgradelib.to_text(plan))
-    doc = {"dry_run": dry_run, **plan.as_doc()}
+    doc: dict[str, Any] = {"dry_run": dry_run, **plan.as_doc()}
     if plan.refusals:
         return Outcome(doc, ok=False)
-    if not dry_run and plan.moves:
-        raise ToolkitError(
-            "applying an upgrade is not built yet",
-            fix="apply the plan above by hand: `invoke backup` first, then set each variable in .env to its new value "
-                "and `invoke up` (it pulls and recreates what changed; `invoke restore` goes back); or "
-                "`invoke upgrade --dry-run` to only see the plan")
-    return Outcome(doc)
+    if dry_run or not (plan.moves or plan.other):
+        return Outcome(doc)
+    if not yes:
+        output.current().text("Run again with --yes to apply it: a fresh backup, the pull, then the services above "
+                              "recreated one at a time, each proved working before the next.")
+        return Outcome(doc, ok=False, code=output.EXIT_USAGE)
+    return Outcome({**doc, **_apply_upgrade(project, m, plan, record, no_backup=no_backup, timeout=timeout, to=to)})
+
+
+def _apply_upgrade(project: Path, m: Model, plan: Any, record: dict[str, str], *, no_backup: bool, timeout: int,
+                   to: str | None) -> dict[str, Any]:
+    from .run import diskuse, pull, rollout
+    from .run.backup import take
+
+    engine = enginelib.info()
+    problem = rollout.room_problem(m, plan, diskuse.measure(m, engine))
+    if problem:
+        raise ToolkitError(problem, fix="free disk space (or move DATA_ROOT to a larger disk), then run again")
+    backup_path = None
+    if not no_backup:
+        say("upgrade", "taking a fresh backup first (`--no-backup` skips it)")
+        directory, _ = take.take(m, engine, root=take.resolve_root(project, to), only=[], skip=[])
+        backup_path = str(directory)
+    new = {mv.variable: mv.new for mv in plan.moves} | {k: n for k, _, n in plan.other}
+    old = {mv.variable: mv.old for mv in plan.moves} | {k: o for k, o, _ in plan.other}
+    moved_record = {**record, **new}
+    envfile.write_pins(project, new, moved_record)
+    forget_model()
+    try:
+        m2 = model(project)
+        pull.pull(m2, rollout.images_to_pull(m2, plan))
+    except (ToolkitError, KeyboardInterrupt):
+        envfile.write_pins(project, old, record)
+        forget_model()
+        say("upgrade", "the pull failed: .env holds the old pins again, nothing was recreated", "error")
+        raise
+    done = rollout.Rollout()
+    try:
+        rollout.roll(m2, engine, plan, _works(project), timeout=timeout, done=done)
+    except rollout.StepFailed as step:
+        envfile.write_pins(project, old, record)
+        forget_model()
+        m3 = model(project)
+        say("upgrade", f"{step.service} failed: putting {', '.join(done.recreated)} back on the old images", "error")
+        not_back = rollout.roll_back(m3, engine, done.recreated, timeout)
+        raise rollout.failure(step, done.recreated, not_back, backup_path) from None
+    proved = verify(project, [], since=time.time())
+    say("upgrade", f"{len(plan.moves)} pin(s) moved; recreated: {', '.join(done.recreated) or 'nothing running'}",
+        "ok" if proved.ok else "error")
+    return {"applied": True, "backup": backup_path, **done.as_doc(), "verify": proved.doc}
+
+
+def _works(project: Path) -> Any:
+    """The proof between steps of an upgrade: the services' containers and endpoints healthy,
+    and their verify probes green (only probes of those services)."""
+    from .run import health as healthlib
+    from .run import verify as verifylib
+
+    def check(m: Model, services: list[str]) -> str | None:
+        since = time.time()
+        bad = [c for c in healthlib.check_once(m, certslib.root_ca(m)) if c.service in services and not c.ok]
+        if bad:
+            return "; ".join(f"{c.service} {c.kind} {c.target}: {c.detail}" for c in bad)
+        probed = {s for svcs in verifylib.kinds(m).values() for s in svcs}
+        if not probed & set(services):
+            return None
+        verdicts, _ = verifylib.run(m, certslib.root_ca(m), sorted(probed & set(services)), since=since)
+        failed = [v for v in verdicts if not v.ok]
+        return "; ".join(f"{v.service} {v.check}: {v.got}" for v in failed) or None
+
+    return check
+
+
+def pins(project: Path, *, check: bool, digests: bool) -> Outcome:
+    """The image pins; ``--check`` asks each registry, ``--digests`` pins ``.env.example`` to digests."""
+    from .run import pins as pinslib
+
+    return pinslib.run(project, model(project), check=check, digests=digests)
 
 
 def verify(project: Path, services: list[str], *, since: float | None = None) -> Outcome:

@@ -18,7 +18,7 @@ import pytest
 from conftest import copy_repo, run_invoke, tree_digest
 from jsonschemas import validator
 
-from readiness.run import upgrade
+from readiness.run import diskuse, rollout, upgrade
 from readiness.stack import compose, envfile
 
 
@@ -83,6 +83,43 @@ def test_without_a_record_differing_pins_are_unknown_not_moved(repo_stack):
     assert "no record says" in upgrade.to_text(p)
 
 
+def test_the_rolling_restart_takes_the_database_tier_as_one_step_and_checks_room(repo_stack):
+    """The steps ``invoke upgrade --yes`` takes, from the plan and what runs (pure): one service
+    each, dependencies first; the Patroni members together, where the first of them stands;
+    one-shots and stopped services left to their next start. And the room rule: free space
+    for the database's size again beside each member's data, or a refusal naming where."""
+    root, model = repo_stack
+    env, record = envfile.read(root / ".env"), envfile.load_shipped(root)
+    text = (root / ".env.example").read_text()
+    for key in ("GRAFANA_IMAGE", "SPILO_IMAGE", "ETCD_IMAGE", "LOKI_IMAGE"):
+        text = moved(text, key, env.values[key] + "-next")
+    p = upgrade.plan(model, env, envfile.parse_text(text, root / ".env.example"), record)
+    running = set(model.services) - {"loki"}
+    steps = rollout.steps_for(model, p, running)
+    assert ["spilo-1", "spilo-2"] in steps and ["grafana"] in steps and ["etcd"] in steps
+    assert steps.index(["etcd"]) < steps.index(["spilo-1", "spilo-2"]), "etcd before the members that need it"
+    flat = [svc for step in steps for svc in step]
+    assert "postgres-init" not in flat and "loki" not in flat and len(flat) == len(set(flat))
+    assert rollout.patroni_members(model) == ["spilo-1", "spilo-2"]
+
+    gib = 1 << 30
+    spilo = root / "data" / "spilo-1"
+    usage = [diskuse.Usage("spilo-1", spilo, 10 * gib, 4 * gib), diskuse.Usage("spilo-2", spilo, 9 * gib, 4 * gib),
+             diskuse.Usage("grafana", root / "data" / "grafana", 50 * gib, 1)]
+    problem = rollout.room_problem(model, p, usage)
+    assert problem and "10.0 GiB" in problem and "4.0 GiB" in problem and "data/spilo-1" in problem, problem
+    roomy = [diskuse.Usage("spilo-1", spilo, 10 * gib, 11 * gib), diskuse.Usage("grafana", spilo, 50 * gib, 1)]
+    assert rollout.room_problem(model, p, roomy) is None, "only the database's filesystem is asked"
+    assert rollout.room_problem(model, p, [diskuse.Usage("spilo-1", spilo, None, 1)]) is None  # unknown: no refusal
+
+    err = rollout.failure(rollout.StepFailed("grafana", "did not become healthy"), ["etcd", "grafana"], [],
+                          "/b/infra-core-1")
+    assert "stopped at grafana: did not become healthy" in err.message and "etcd, grafana run their old" in err.message
+    assert "invoke restore /b/infra-core-1 --yes" in err.fix and "invoke logs grafana" in err.fix
+    stuck = rollout.failure(rollout.StepFailed("spilo-1", "x"), ["spilo-1"], ["spilo-1"], None)
+    assert "did not come back healthy" in stuck.message and "`invoke up`" in stuck.message
+
+
 def test_dry_run_prints_one_document_and_writes_nothing(mini_files):
     mini = mini_files
     assert run_invoke(mini, "env").returncode == 0
@@ -104,7 +141,9 @@ def test_dry_run_prints_one_document_and_writes_nothing(mini_files):
     assert sorted(str(p.relative_to(mini)) for p in (mini / ".readiness").rglob("*")) == [envfile.SHIPPED]
     text = run_invoke(mini, "upgrade", "--dry-run")
     assert "WEB_IMAGE: busybox:1.36.1 -> busybox:1.37.0 (services: web)" in text.stdout
-    # Applying is not built yet: an error that says how to do it by hand, a backup first.
-    applied = run_invoke(mini, "upgrade", "--json")
-    error = json.loads(applied.stdout)["error"]
-    assert applied.returncode == 1 and "not built yet" in error["what"] and "`invoke backup` first" in error["fix"]
+    # Without --yes (and without --dry-run): the plan, how to apply it, exit 2, nothing written.
+    asked = run_invoke(mini, "upgrade", "--json")
+    doc = json.loads(asked.stdout)
+    assert asked.returncode == 2 and doc["ok"] is False and doc["moves"] and "applied" not in doc
+    assert "--yes" in run_invoke(mini, "upgrade").stdout
+    assert tree_digest(mini, ".") == before

@@ -493,8 +493,6 @@ def shipped_after(record: dict[str, str], env: EnvFile, example: EnvFile, keep: 
 def refresh_shipped(project_dir: Path, keep: tuple[str, ...] = ()) -> list[str]:
     """Update the record from ``.env`` and ``.env.example`` under the ``.env`` lock; returns
     the keys it forgot (``keep``) that it held."""
-    import json
-
     with lock(project_dir / ".env"):
         env_path, example_path = project_dir / ".env", project_dir / ".env.example"
         if not env_path.exists() or not example_path.exists():
@@ -502,10 +500,54 @@ def refresh_shipped(project_dir: Path, keep: tuple[str, ...] = ()) -> list[str]:
         record = load_shipped(project_dir)
         new = shipped_after(record, read(env_path), read(example_path), keep)
         if new != record:
-            path = project_dir / SHIPPED
-            fsutil.ensure_dir(path.parent, 0o755)
-            fsutil.atomic_write(path, (json.dumps({"version": 1, "values": new}, indent=1) + "\n").encode(), 0o644)
+            save_shipped(project_dir, new)
         return [k for k in keep if k in record]
+
+
+def set_values(text: str, values: dict[str, str]) -> tuple[str, list[str]]:
+    """``text`` (dotenv) with the plain ``KEY=value`` line of each key in ``values`` replaced."""
+    chosen: list[str] = []
+
+    def put(m: re.Match[str]) -> str:
+        if m.group(1) not in values or m.group(2) == values[m.group(1)]:
+            return m.group(0)
+        chosen.append(f"{m.group(1)}={values[m.group(1)]}")
+        return chosen[-1]
+
+    return re.sub(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)=([^\s'\"#]*)[ \t]*$", put, text), chosen
+
+
+def save_shipped(project_dir: Path, values: dict[str, str]) -> None:
+    """Write the record (atomic)."""
+    import json
+
+    path = project_dir / SHIPPED
+    fsutil.ensure_dir(path.parent, 0o755)
+    fsutil.atomic_write(path, (json.dumps({"version": 1, "values": dict(sorted(values.items()))}, indent=1)
+                               + "\n").encode(), 0o644)
+
+
+def write_pins(project_dir: Path, values: dict[str, str], record: dict[str, str]) -> None:
+    """Set each ``KEY=value`` of ``values`` in ``.env`` and write ``record`` as what the
+    repository shipped, under the ``.env`` lock, atomically: ``invoke upgrade`` moving the
+    pins the user confirmed (and moving them back when a step fails). Every key must be a plain
+    ``KEY=value`` line already; anything else is refused before a byte is written."""
+    env_path = project_dir / ".env"
+    with lock(env_path):
+        data = env_path.read_bytes()
+        text, changed = set_values(decode(data), values)
+        done = {line.split("=", 1)[0] for line in changed}
+        current = parse_text(decode(data), env_path).values
+        odd = sorted(k for k in values if k not in done and current.get(k) != values[k])
+        if odd:
+            raise ToolkitError(f"{', '.join(odd)} in .env is not a plain KEY=value line: the upgrade cannot set it",
+                               where=str(env_path), fix="write it as KEY=value (no quotes, no comment on the line), "
+                                                        "then run `invoke upgrade` again")
+        if changed:
+            target = _target(env_path)  # a symlinked .env is written through, owner and mode kept
+            st = target.stat()
+            fsutil.atomic_write(target, text.encode("utf-8"), stat.S_IMODE(st.st_mode), owner=(st.st_uid, st.st_gid))
+        save_shipped(project_dir, record)
 
 
 def is_pin(key: str) -> bool:

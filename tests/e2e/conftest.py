@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The scenarios build on each other: keep them in file order even if a plugin shuffles,
     test_stack.py first (it starts from a fresh clone), test_dbtier.py last (it fails over)."""
     files = [Path(__file__).parent / name for name in ("test_stack.py", "test_verify.py", "test_backup.py",
-                                                         "test_dbtier.py")]
+                                                         "test_upgrade.py", "test_dbtier.py")]
     slots = [i for i, item in enumerate(items) if item.path in files]
     ordered = sorted((items[i] for i in slots), key=lambda item: (files.index(item.path), item.reportinfo()[1] or 0))
     for i, item in zip(slots, ordered, strict=True):
@@ -71,7 +71,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 #: depends on timing that the test's own assertion message cannot show (which check HAProxy
 #: saw, when Patroni promoted). A CI log then explains a failure that does not reproduce.
 FAILURE_LOGS = {"test_dbtier.py": ("haproxy", "spilo-1", "spilo-2"), "test_verify.py": ("haproxy",),
-                "test_backup.py": ("spilo-1", "spilo-2", "valkey")}
+                "test_backup.py": ("spilo-1", "spilo-2", "valkey"),
+                "test_upgrade.py": ("grafana", "spilo-1", "spilo-2")}
 FAILURE_LOG_LINES = 60
 
 

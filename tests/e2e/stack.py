@@ -689,6 +689,8 @@ class Stack:
     events: list[str] = field(default_factory=list)
     booted: bool = False
     alert_posted_at: float | None = None
+    #: Tags a scenario added (an upgrade's second tag): removed by :meth:`teardown`, once no container needs them.
+    extra_images: list[str] = field(default_factory=list)
 
     @property
     def edge_network(self) -> str:
@@ -890,6 +892,8 @@ class Stack:
                     problems.append(f"network rm {net}: {res.stderr.strip()}")
         # The data the services wrote belongs to their uids as the engine maps them: removed
         # through the engine, so that whoever runs the suite can delete its temp dir.
+        if self.extra_images:
+            run(["docker", "image", "rm", "--force", *self.extra_images], timeout=120)
         if (self.root / "data").is_dir():
             empty_through_engine(self.root / "data")
             if any((self.root / "data").iterdir()):
