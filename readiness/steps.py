@@ -360,7 +360,8 @@ def upgrade(project: Path, *, dry_run: bool, yes: bool = False, no_backup: bool 
         output.current().text("Run again with --yes to apply it: a fresh backup, the pull, then the services above "
                               "recreated one at a time, each proved working before the next.")
         return Outcome(doc, ok=False, code=output.EXIT_USAGE)
-    return Outcome({**doc, **_apply_upgrade(project, m, plan, record, no_backup=no_backup, timeout=timeout, to=to)})
+    applied = _apply_upgrade(project, m, plan, record, no_backup=no_backup, timeout=timeout, to=to)
+    return Outcome({**doc, **applied}, ok="verify" not in applied or bool(applied["verify"]["ok"]))
 
 
 def _apply_upgrade(project: Path, m: Model, plan: Any, record: dict[str, str], *, no_backup: bool, timeout: int,
@@ -393,6 +394,13 @@ def _apply_upgrade(project: Path, m: Model, plan: Any, record: dict[str, str], *
     done = rollout.Rollout()
     try:
         rollout.roll(m2, engine, plan, _works(project), timeout=timeout, done=done)
+    except KeyboardInterrupt:
+        raise ToolkitError(f"interrupted (Ctrl-C); recreated on the new images so far: "
+                           f"{', '.join(done.recreated) or 'none'}; .env holds the new pins",
+                           fix="`invoke up` finishes the move (it recreates what still runs an old image), or "
+                               "`git checkout` the pins you want back into .env and `invoke up`"
+                               + (f"; the backup taken before is {backup_path}" if backup_path else ""),
+                           code=output.EXIT_INTERRUPTED) from None
     except rollout.StepFailed as step:
         envfile.write_pins(project, old, record)
         forget_model()
@@ -400,10 +408,14 @@ def _apply_upgrade(project: Path, m: Model, plan: Any, record: dict[str, str], *
         say("upgrade", f"{step.service} failed: putting {', '.join(done.recreated)} back on the old images", "error")
         not_back = rollout.roll_back(m3, engine, done.recreated, timeout)
         raise rollout.failure(step, done.recreated, not_back, backup_path) from None
+    result: dict[str, Any] = {"applied": True, "backup": backup_path, **done.as_doc()}
+    if not done.recreated:
+        say("upgrade", f"{len(new)} pin(s) moved in .env; nothing that uses them runs: `invoke up` starts them on "
+                       "the new images", "ok")
+        return result
     proved = verify(project, [], since=time.time())
-    say("upgrade", f"{len(plan.moves)} pin(s) moved; recreated: {', '.join(done.recreated) or 'nothing running'}",
-        "ok" if proved.ok else "error")
-    return {"applied": True, "backup": backup_path, **done.as_doc(), "verify": proved.doc}
+    say("upgrade", f"{len(new)} pin(s) moved; recreated: {', '.join(done.recreated)}", "ok" if proved.ok else "error")
+    return {**result, "verify": proved.doc}
 
 
 def _works(project: Path) -> Any:
@@ -691,3 +703,27 @@ def logs(project: Path, service: str, tail: int, follow: bool) -> int:
     from .run import start
 
     return start.logs(model(project), service, tail, follow)
+
+
+def doctor(project: Path, *, tail: int, to: str | None) -> Outcome:
+    """One archive for a bug report (``readiness.run.doctor``): the tasks' documents (these
+    steps, run here with their output captured), the engine, the model, the Patroni cluster,
+    disk use and each service's logs, every secret redacted. Each part is gathered on its own;
+    the run succeeds once the archive is written, whatever parts could not be gathered."""
+    from .run import doctor as doctorlib
+
+    try:
+        tail = int(tail)
+    except (TypeError, ValueError):
+        tail = 0
+    if tail < 1:
+        raise ToolkitError(f"--tail must be a whole number of lines, 1 or more (got {tail!r})",
+                           fix="e.g. `invoke doctor --tail 500`", code=output.EXIT_USAGE)
+    documents = {
+        "preflight": lambda: preflight_step(project),
+        "status": lambda: status(project),
+        "health": lambda: health(project, wait=False, timeout=30.0, interval=1.0),  # one look: no --wait
+        "verify": lambda: verify(project, []),
+    }
+    _, doc = doctorlib.run(project, lambda: model(project, tolerate_missing=True), documents, tail=tail, to=to)
+    return Outcome(doc)

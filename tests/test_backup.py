@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,32 @@ def test_a_full_disk_during_a_backup_removes_the_unfinished_backup(tmp_path, mon
                               small / "backups", running={})
         assert "filled up" in err.value.message
         assert list((small / "backups").iterdir()) == [], "no unfinished backup is left"
+
+
+@pytest.mark.docker
+def test_a_helper_left_running_by_a_killed_run_is_removed_by_the_next_one(docker, tmp_path):
+    """A ``docker run`` helper whose client was killed keeps running (a ``tar`` reading into
+    nothing). Helpers carry the project's label; the next run removes those of its project,
+    and only those, before it starts (under the lock, none of a live run can exist)."""
+    from conftest import probe_image
+
+    from readiness.run.backup import parts
+
+    class Model:  # the least of a model the helpers' label needs
+        name = f"leftover-{uuid.uuid4().hex[:8]}"
+
+    other = f"{Model.name}-other"
+    started = []
+    for project in (Model.name, Model.name, other):
+        argv = enginelib.helper_command(probe_image(), "exec sleep 600", [], labels={parts.HELPER_LABEL: project})
+        res = runner.run([argv[0], argv[1], "-d", *argv[2:]], timeout=60)  # `docker run -d`: its client gone
+        assert res.ok, res.stderr
+        started.append(res.stdout.strip())
+    try:
+        removed = parts.remove_leftover_helpers(Model())
+        assert sorted(started[0][:12] == r[:12] or started[1][:12] == r[:12] for r in removed) == [True, True]
+        alive = runner.run(["docker", "ps", "-q", "--no-trunc", "--filter", f"label={parts.HELPER_LABEL}"], timeout=60)
+        assert alive.stdout.split() == [started[2]], "the other project's helper is not this run's to remove"
+        assert parts.remove_leftover_helpers(Model()) == []
+    finally:
+        runner.run(["docker", "rm", "-f", *started], timeout=60)

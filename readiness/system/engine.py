@@ -37,7 +37,7 @@ import platform
 import pwd
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -531,10 +531,19 @@ def unprivileged_port_start(engine: Engine) -> int:
 # ------------------------------------------------------------------ helper containers
 
 
+def remove_labelled(key: str, value: str) -> list[str]:
+    """Force-remove every container labelled ``key=value`` (running or not); their ids."""
+    res = runner.run(["docker", "ps", "-aq", "--filter", f"label={key}={value}"], timeout=60)
+    ids = res.stdout.split() if res.ok else []
+    if ids:
+        runner.run(["docker", "rm", "-f", *ids], timeout=120)
+    return ids
+
+
 def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], *, user: str = "0:0",
                    caps: Sequence[str] = (), host_userns: bool = False, readonly: bool = False,
-                   ulimits: Sequence[tuple[str, int, int]] = (), stdin: bool = False, stream: bool = False
-                   ) -> list[str]:
+                   ulimits: Sequence[tuple[str, int, int]] = (), stdin: bool = False, stream: bool = False,
+                   labels: Mapping[str, str] | None = None) -> list[str]:
     """``docker run`` of a short-lived helper: no network, only ``caps``, ``mounts`` bound.
 
     ``host_userns`` runs it in the host's user namespace (``--userns=host``), which only a
@@ -544,6 +553,7 @@ def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], 
     start it with (-1: unlimited): whether the engine can apply them is its own answer.
     ``stdin`` keeps its standard input open (``-i``: an archive streamed into ``tar -x``);
     ``stream``: its stdout is an archive (``tar -c``), kept out of the engine's log.
+    ``labels`` mark it, so that one its client left running can be found and removed.
     """
     args = ["docker", "run", "--rm", "--network", "none", "--user", user, "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges", "--entrypoint", "/bin/sh"]
@@ -559,6 +569,8 @@ def helper_command(image: str, script: str, mounts: Sequence[tuple[Path, str]], 
         args += ["--ulimit", f"{name}={soft}:{hard}"]
     for cap in caps:
         args += ["--cap-add", cap]
+    for key, value in sorted((labels or {}).items()):
+        args += ["--label", f"{key}={value}"]
     for source, target in mounts:
         args += ["--mount", f"type=bind,source={source},target={target}" + (",readonly" if readonly else "")]
     return [*args, image, "-c", script]

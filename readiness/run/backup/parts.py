@@ -34,6 +34,23 @@ def _failed(what: str, res: runner.Streamed | runner.Result, fix: str) -> Toolki
     return ToolkitError(f"{what} failed: {last}", fix=enginelib.unreachable_hint(text) or fix)
 
 
+#: The label every helper container of a backup or restore carries, valued with the project:
+#: under the backup lock, one still running belongs to a run that was killed (its client gone).
+HELPER_LABEL = "io.readiness.backup-helper"
+
+
+def helper_labels(model: Model) -> dict[str, str]:
+    return {HELPER_LABEL: model.name}
+
+
+def remove_leftover_helpers(model: Model) -> list[str]:
+    """Remove this project's backup helpers still running; call it under the backup lock,
+    where none of a live run can exist. A client killed with SIGKILL leaves its ``docker run``
+    container behind (a ``tar`` reading a whole data directory into nothing): this is where it
+    ends. Returns the ids removed."""
+    return enginelib.remove_labelled(HELPER_LABEL, model.name)
+
+
 # ------------------------------------------------------------------ data directories (helper + tar)
 
 
@@ -42,7 +59,7 @@ def dir_out(model: Model, engine: Engine, d: dirslib.DataDir, dest: Path, progre
     """``tar -c`` of a data directory, read-only, as its containers see it, into ``dest``."""
     args = enginelib.helper_command(model.helper_image, "cd /src && exec tar -cf - .", [(d.path, "/src")],
                                     caps=("DAC_READ_SEARCH",), host_userns=engine.kind == Kind.USERNS, readonly=True,
-                                    stream=True)
+                                    stream=True, labels=helper_labels(model))
     res = runner.to_file(args, dest, progress=progress)
     if not res.ok:
         raise _failed(f"reading {model.relpath(d.path)} ({d.service})", res,
@@ -57,7 +74,7 @@ def dir_in(model: Model, engine: Engine, source: Path, d: dirslib.DataDir, *, su
     script = f"mkdir -p {shlex.quote(target)} && cd {shlex.quote(target)} && exec tar --numeric-owner -xpf -"
     args = enginelib.helper_command(model.helper_image, script, [(d.path, "/dst")],
                                     caps=("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD"),
-                                    host_userns=engine.kind == Kind.USERNS, stdin=True)
+                                    host_userns=engine.kind == Kind.USERNS, stdin=True, labels=helper_labels(model))
     res = runner.from_file(args, source)
     if not res.ok:
         raise _failed(f"writing {model.relpath(d.path)} ({d.service})", res, "check free space on the data disk "
@@ -105,7 +122,7 @@ def config_out(model: Model, engine: Engine, paths: list[str], dest: Path) -> ru
     script = "cd /p && exec tar -cf - " + _relative(paths)
     args = enginelib.helper_command(model.helper_image, script, [(model.project_dir, "/p")],
                                     caps=("DAC_READ_SEARCH",), host_userns=engine.kind == Kind.USERNS, readonly=True,
-                                    stream=True)
+                                    stream=True, labels=helper_labels(model))
     res = runner.to_file(args, dest)
     if not res.ok:
         raise _failed("reading .env and secrets/", res, "check that the helper image runs and run again")
@@ -125,7 +142,7 @@ def config_in(model: Model, engine: Engine, source: Path, paths: list[str], take
                    f" && find {quoted} -gid {taken_by[1]} -exec chgrp -h {gid} {{}} +")
     args = enginelib.helper_command(model.helper_image, script, [(model.project_dir, "/p")],
                                     caps=("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"),
-                                    host_userns=engine.kind == Kind.USERNS, stdin=True)
+                                    host_userns=engine.kind == Kind.USERNS, stdin=True, labels=helper_labels(model))
     res = runner.from_file(args, source)
     if not res.ok:
         raise _failed("writing .env and secrets/", res, "check free space and run the restore again")
@@ -282,7 +299,7 @@ def valkey_in(model: Model, engine: Engine, source: Path, d: dirslib.DataDir, fa
               f"chmod 0700 /dst/{adir}")
     args = enginelib.helper_command(model.helper_image, script, [(d.path, "/dst")],
                                     caps=("CHOWN", "DAC_OVERRIDE", "FOWNER"),
-                                    host_userns=engine.kind == Kind.USERNS, stdin=True)
+                                    host_userns=engine.kind == Kind.USERNS, stdin=True, labels=helper_labels(model))
     res = runner.from_file(args, source)
     if not res.ok:
         raise _failed(f"writing {model.relpath(d.path)} ({d.service})", res, "check free space and run again")

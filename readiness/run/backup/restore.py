@@ -156,6 +156,7 @@ def restore(model: Model, engine: Engine, checked: Checked, *, root: Path,
         return now
 
     with fsutil.file_lock(model.project_dir / take.LOCK):
+        parts.remove_leftover_helpers(model)  # of a run killed before this one
         safety_choice = _safety_choice(model, checked)
         usage = diskuse.measure(model, engine)  # once, for both checks, before anything stops
         safety_size = take.check_room(model, engine, safety_choice, root, usage)

@@ -149,6 +149,7 @@ def _take_part(model: Model, engine: Engine, part: Part, directory: Path, runnin
 def take(model: Model, engine: Engine, *, root: Path, only: list[str], skip: list[str]) -> tuple[Path, dict]:
     """Make one backup under ``root``; returns its directory and manifest."""
     with fsutil.file_lock(model.project_dir / LOCK):
+        parts.remove_leftover_helpers(model)  # of a run killed before this one: none of a live run can exist
         running = running_services(model)
         choice = choose(model, only=only, skip=skip, running=running)
         return write_backup(model, engine, choice, root, running=running)
