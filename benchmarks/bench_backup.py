@@ -12,7 +12,10 @@ and a file in MinIO's data directory, then in the same run:
    commits per second before and during the backup are printed (what the backup costs them);
 3. **restore**: ``invoke restore PATH --yes``, the whole command: the checksum check, a safety
    backup of what it replaces, the stack stopped and started again, ``invoke verify``; and its
-   phases (the restore's own ``phases``), so that a miss says where the time goes.
+   phases (the restore's own ``phases``), so that a miss says where the time goes;
+4. **logical**, the road the backup did not take, measured beside it: ``pg_dump -Fc`` of the
+   same database from a replica into a file, and its ``pg_restore`` into a new database on the
+   leader (what a logical restore has to replay), against the backup's ``pg_basebackup`` part.
 
 Last line::
 
@@ -112,6 +115,41 @@ def fill(stack: Stack, gb: float, row_kb: int) -> None:
                   "&& chown -R 1000:1000 /data/minio/bench")
 
 
+def member(stack: Stack, role: str) -> str:
+    """A Spilo member in ``role`` (Patroni's ``/primary`` or ``/replica`` answers 200)."""
+    for svc in ("spilo-1", "spilo-2"):
+        res = stack.compose("exec", "-T", svc, "curl", "-fsS", "-o", "/dev/null", f"http://localhost:8008/{role}",
+                            timeout=30)
+        if res.returncode == 0:
+            return svc
+    raise SystemExit(f"no Spilo member answers /{role}")
+
+
+def logical(stack: Stack, out: Path) -> tuple[float, int, float]:
+    """(seconds of ``pg_dump -Fc`` from a replica, its bytes, seconds of ``pg_restore`` of it
+    into a new database on the leader); the new database is dropped afterwards."""
+    dump = out / "postgres.dump"
+    argv = stack.compose_argv("exec", "-T", member(stack, "replica"), "pg_dump", "-Fc", "-U", "postgres", "-d",
+                              "postgres")
+    start = time.perf_counter()
+    with open(dump, "wb") as fh:
+        subprocess.run(argv, stdout=fh, check=True, timeout=3600, cwd=stack.root)
+    dump_s = time.perf_counter() - start
+    leader = member(stack, "primary")
+    db.query(stack, "DROP DATABASE IF EXISTS bench_replay")
+    db.query(stack, "CREATE DATABASE bench_replay")
+    argv = stack.compose_argv("exec", "-T", leader, "pg_restore", "-U", "postgres", "-d", "bench_replay",
+                              "--no-owner")
+    start = time.perf_counter()
+    with open(dump, "rb") as fh:
+        subprocess.run(argv, stdin=fh, check=True, timeout=3600, cwd=stack.root, stdout=subprocess.DEVNULL)
+    restore_s = time.perf_counter() - start
+    size = dump.stat().st_size
+    dump.unlink()
+    db.query(stack, "DROP DATABASE bench_replay")
+    return dump_s, size, restore_s
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=1.0)
@@ -169,6 +207,13 @@ def main() -> int:
             rows = db.query(stack, "SELECT count(*) FROM bench_rows")[0][0]
             print(f"restore: {restore_s:.1f} s; {rows} rows back; phases (s): "
                   + ", ".join(f"{k} {v}" for k, v in phases.items()), flush=True)
+            part = next(p for p in doc["manifest"]["parts"] if p["kind"] == "postgres")
+            dump_s, dump_bytes, replay_s = logical(stack, out)
+            print(f"logical: pg_dump -Fc {dump_bytes / 1e6:.0f} MB (compressed) in {dump_s:.1f} s, "
+                  f"pg_restore {replay_s:.1f} s; "
+                  f"physical: pg_basebackup {part['bytes'] / 1e9:.2f} GB within the backup's {backup_s:.1f} s, "
+                  f"put back within the restore's put_back phase ({phases.get('put_back', '?')} s, every part)",
+                  flush=True)
         finally:
             problems = stack.teardown()
             if problems:
