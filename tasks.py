@@ -173,3 +173,10 @@ def pins(c, check=False, digests=False, json=False):
 def upgrade(c, dry_run=False, yes=False, no_backup=False, timeout=300, to=None, json=False):
     """Move the stack to the image pins the repository ships now, one service at a time; back at the first failure."""
     return steps.upgrade(PROJECT, dry_run=dry_run, yes=yes, no_backup=no_backup, timeout=int(timeout), to=to)
+
+
+@task(help={"tail": "log lines per service",
+            "to": "the directory the archive goes to (default: .readiness/doctor/ in the project)", **JSON})
+def doctor(c, tail=200, to=None, json=False):
+    """Bug-report archive: preflight, health, verify, engine, model, status, logs, Patroni, disk; secrets redacted."""
+    return steps.doctor(PROJECT, tail=tail, to=to)

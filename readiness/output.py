@@ -31,8 +31,9 @@ _SYMBOLS = {"ok": "✔", "error": "✖", "warning": "▲", "info": "•", "start
 _ASCII_SYMBOLS = {"ok": "+", "error": "x", "warning": "!", "info": "*", "starting": "~"}
 
 #: Exit codes (README's table): a check failed, the command was used wrongly, a tool is missing,
-#: the user interrupted.
-EXIT_FAILED, EXIT_USAGE, EXIT_MISSING_TOOL, EXIT_INTERRUPTED = 1, 2, 127, 130
+#: the user interrupted; and a service the task must ask could not be reached (sysexits'
+#: EX_UNAVAILABLE: `invoke pins` when no registry answers, so CI can tell it from a bad pin).
+EXIT_FAILED, EXIT_USAGE, EXIT_MISSING_TOOL, EXIT_INTERRUPTED, EXIT_UNAVAILABLE = 1, 2, 127, 130, 69
 
 
 def wants_colour(stream: TextIO, env: dict[str, str] | None = None) -> bool:

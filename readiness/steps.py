@@ -443,7 +443,8 @@ def pins(project: Path, *, check: bool, digests: bool) -> Outcome:
     """The image pins; ``--check`` asks each registry, ``--digests`` pins ``.env.example`` to digests."""
     from .run import pins as pinslib
 
-    return pinslib.run(project, model(project), check=check, digests=digests)
+    result = pinslib.run(project, model(project) if check or not digests else None, check=check, digests=digests)
+    return Outcome(result.doc, ok=result.ok, code=result.code)
 
 
 def verify(project: Path, services: list[str], *, since: float | None = None) -> Outcome:
@@ -712,12 +713,13 @@ def doctor(project: Path, *, tail: int, to: str | None) -> Outcome:
     the run succeeds once the archive is written, whatever parts could not be gathered."""
     from .run import doctor as doctorlib
 
+    given = tail
     try:
         tail = int(tail)
     except (TypeError, ValueError):
         tail = 0
     if tail < 1:
-        raise ToolkitError(f"--tail must be a whole number of lines, 1 or more (got {tail!r})",
+        raise ToolkitError(f"--tail must be a whole number of lines, 1 or more (got {given!r})",
                            fix="e.g. `invoke doctor --tail 500`", code=output.EXIT_USAGE)
     documents = {
         "preflight": lambda: preflight_step(project),

@@ -169,7 +169,8 @@ def test_readme_exit_code_table_matches_the_code():
     table = re.search(r"\| Exit code \| Meaning \|\n\|[-| ]+\|\n((?:\|.*\|\n)+)", text)
     assert table, "README.md has no exit-code table"
     codes = {int(row.split("|")[1].strip().strip("`")) for row in table.group(1).splitlines()}
-    assert codes == {0, output.EXIT_FAILED, output.EXIT_USAGE, output.EXIT_MISSING_TOOL, output.EXIT_INTERRUPTED}
+    assert codes == {0, output.EXIT_FAILED, output.EXIT_USAGE, output.EXIT_MISSING_TOOL, output.EXIT_INTERRUPTED,
+                     output.EXIT_UNAVAILABLE}
 
 
 def test_ctrl_c_during_up_stops_cleanly_and_says_what_runs(booted_mini):

@@ -47,8 +47,8 @@ def _require_tools() -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The scenarios build on each other: keep them in file order even if a plugin shuffles,
     test_stack.py first (it starts from a fresh clone), test_dbtier.py last (it fails over)."""
-    files = [Path(__file__).parent / name for name in ("test_stack.py", "test_verify.py", "test_backup.py",
-                                                         "test_upgrade.py", "test_dbtier.py")]
+    files = [Path(__file__).parent / name for name in ("test_stack.py", "test_verify.py", "test_doctor.py",
+                                                         "test_backup.py", "test_upgrade.py", "test_dbtier.py")]
     slots = [i for i, item in enumerate(items) if item.path in files]
     ordered = sorted((items[i] for i in slots), key=lambda item: (files.index(item.path), item.reportinfo()[1] or 0))
     for i, item in zip(slots, ordered, strict=True):
