@@ -9,7 +9,6 @@ through :mod:`readiness.output` and return what a ``--json`` run prints
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from pathlib import Path
@@ -334,10 +333,10 @@ def up_snapshot(m: Model, observed: facts.Facts | None) -> Snapshot:
 def upgrade(project: Path, *, dry_run: bool, yes: bool = False, no_backup: bool = False, timeout: int = 300,
             to: str | None = None) -> Outcome:
     """The plan that moves the stack to the pins the repository ships (``readiness.run.upgrade``);
-    with ``yes``, applied (``readiness.run.rollout``): room checked, a fresh backup, the pull,
-    the pins moved in ``.env``, a rolling restart proved step by step, back at the first
-    failure. ``--dry-run`` writes nothing, not even a cache."""
-    from .run import upgrade as upgradelib
+    with ``yes``, applied (``readiness.run.rollout``) under the upgrade lock, planned again there:
+    the checks, a fresh backup, the pins moved in ``.env``, the pull, a rolling restart proved
+    step by step, back at the first failure. ``--dry-run`` writes nothing, not even a cache."""
+    from .run import rollout
 
     env_path, example_path = project / ".env", project / ".env.example"
     if not env_path.exists():
@@ -346,22 +345,40 @@ def upgrade(project: Path, *, dry_run: bool, yes: bool = False, no_backup: bool 
     if not example_path.exists():
         raise ToolkitError(".env.example is missing: what the repository ships cannot be read", where=str(example_path),
                            fix="restore it from git: `git checkout -- .env.example`")
-    with modelcache.disabled() if dry_run or not yes else contextlib.nullcontext():  # a cache is a write too
+    if yes and timeout < 1:
+        raise ToolkitError(f"--timeout must be 1 or more seconds (got {timeout})", fix="e.g. `--timeout 300`",
+                           code=output.EXIT_USAGE)
+    if not yes or dry_run:
+        with modelcache.disabled():  # a cache is a write too
+            return _upgrade_plan(project, model(project), dry_run=dry_run)[0]
+    with fsutil.file_lock(project / rollout.LOCK):  # two upgrades never roll at once; the plan is made under it
+        forget_model()
         m = model(project)
+        outcome, plan, record = _upgrade_plan(project, m, dry_run=False, applying=True)
+        if plan is None:
+            return outcome
+        applied = _apply_upgrade(project, m, plan, record, no_backup=no_backup, timeout=timeout, to=to)
+    return Outcome({**outcome.doc, **applied}, ok="verify" not in applied or bool(applied["verify"]["ok"]))
+
+
+def _upgrade_plan(project: Path, m: Model, *, dry_run: bool, applying: bool = False
+                  ) -> tuple[Outcome, Any, dict[str, str]]:
+    """(the plan's outcome, the plan when it is to be applied now else None, the record)."""
+    from .run import upgrade as upgradelib
+
     record = envfile.load_shipped(project)
-    plan = upgradelib.plan(m, envfile.read(env_path), envfile.read(example_path), record)
+    plan = upgradelib.plan(m, envfile.read(project / ".env"), envfile.read(project / ".env.example"), record)
     output.current().text(upgradelib.to_text(plan))
     doc: dict[str, Any] = {"dry_run": dry_run, **plan.as_doc()}
     if plan.refusals:
-        return Outcome(doc, ok=False)
+        return Outcome(doc, ok=False), None, record
     if dry_run or not (plan.moves or plan.other):
-        return Outcome(doc)
-    if not yes:
+        return Outcome(doc), None, record
+    if not applying:
         output.current().text("Run again with --yes to apply it: a fresh backup, the pull, then the services above "
                               "recreated one at a time, each proved working before the next.")
-        return Outcome(doc, ok=False, code=output.EXIT_USAGE)
-    applied = _apply_upgrade(project, m, plan, record, no_backup=no_backup, timeout=timeout, to=to)
-    return Outcome({**doc, **applied}, ok="verify" not in applied or bool(applied["verify"]["ok"]))
+        return Outcome(doc, ok=False, code=output.EXIT_USAGE), None, record
+    return Outcome(doc), plan, record
 
 
 def _apply_upgrade(project: Path, m: Model, plan: Any, record: dict[str, str], *, no_backup: bool, timeout: int,
@@ -370,18 +387,24 @@ def _apply_upgrade(project: Path, m: Model, plan: Any, record: dict[str, str], *
     from .run.backup import take
 
     engine = enginelib.info()
-    problem = rollout.room_problem(m, plan, diskuse.measure(m, engine))
+    running = rollout.running(m)
+    new = {mv.variable: mv.new for mv in plan.moves} | {k: n for k, _, n in plan.other}
+    old = {mv.variable: mv.old for mv in plan.moves} | {k: o for k, o, _ in plan.other}
+    envfile.pinned_text(project, new)  # .env can take them: refused now, before the backup, if not
+    problem = rollout.tier_problem(m, plan, running) or rollout.room_problem(m, plan, diskuse.measure(m, engine))
     if problem:
-        raise ToolkitError(problem, fix="free disk space (or move DATA_ROOT to a larger disk), then run again")
+        raise ToolkitError(problem.message, fix=problem.fix)
     backup_path = None
     if not no_backup:
         say("upgrade", "taking a fresh backup first (`--no-backup` skips it)")
         directory, _ = take.take(m, engine, root=take.resolve_root(project, to), only=[], skip=[])
         backup_path = str(directory)
-    new = {mv.variable: mv.new for mv in plan.moves} | {k: n for k, _, n in plan.other}
-    old = {mv.variable: mv.old for mv in plan.moves} | {k: o for k, o, _ in plan.other}
-    moved_record = {**record, **new}
-    envfile.write_pins(project, new, moved_record)
+        problem = rollout.room_problem(m, plan, diskuse.measure(m, engine))  # the backup may share the disk
+        if problem:
+            raise ToolkitError(problem.message + f" now that the backup ({backup_path}) is written",
+                               fix=problem.fix + "; or move the backup off this disk and `invoke upgrade --yes "
+                                                 "--no-backup`")
+    envfile.write_pins(project, new, {**record, **new})
     forget_model()
     try:
         m2 = model(project)
@@ -393,7 +416,7 @@ def _apply_upgrade(project: Path, m: Model, plan: Any, record: dict[str, str], *
         raise
     done = rollout.Rollout()
     try:
-        rollout.roll(m2, engine, plan, _works(project), timeout=timeout, done=done)
+        rollout.roll(m2, engine, plan, _works(project), timeout=timeout, done=done, running=running)
     except KeyboardInterrupt:
         raise ToolkitError(f"interrupted (Ctrl-C); recreated on the new images so far: "
                            f"{', '.join(done.recreated) or 'none'}; .env holds the new pins",
@@ -404,9 +427,13 @@ def _apply_upgrade(project: Path, m: Model, plan: Any, record: dict[str, str], *
     except rollout.StepFailed as step:
         envfile.write_pins(project, old, record)
         forget_model()
-        m3 = model(project)
-        say("upgrade", f"{step.service} failed: putting {', '.join(done.recreated)} back on the old images", "error")
-        not_back = rollout.roll_back(m3, engine, done.recreated, timeout)
+        if done.recreated:
+            say("upgrade", f"{step.service} failed: putting {', '.join(done.recreated)} back on the old images",
+                "error")
+        try:
+            not_back = rollout.roll_back(model(project), engine, done.recreated, timeout)
+        except ToolkitError:  # the model cannot be rendered again: nothing can be put back from here
+            not_back = list(done.recreated)
         raise rollout.failure(step, done.recreated, not_back, backup_path) from None
     result: dict[str, Any] = {"applied": True, "backup": backup_path, **done.as_doc()}
     if not done.recreated:

@@ -78,6 +78,7 @@ def test_references_are_split_as_docker_splits_them(ref, want):
     ("Busybox:1", "is not valid"), ("busybox:1:2", "is not valid"), ("x@sha256:123", "digest"),
     ("x:-1", "tag"), ("a//b", "is not valid"), ("", "empty"), (" busybox", "blanks"),
     ("bad_host:5000:1/x", "registry"), ("x:" + "t" * 129, "tag"), ("a" * 256, "longer"),
+    ("busybox:1.0\u00e9", "tag"), ("busybox:\u0661\u0662", "tag"),  # Go's \w is ASCII: no letter or digit beyond
 ])
 def test_a_reference_docker_refuses_is_refused_with_the_reason(ref, why):
     with pytest.raises(pins.BadReference, match=why):

@@ -18,6 +18,7 @@ import pytest
 from conftest import copy_repo, run_invoke, tree_digest
 from jsonschemas import validator
 
+from readiness.errors import ToolkitError
 from readiness.run import diskuse, rollout, upgrade
 from readiness.stack import compose, envfile
 
@@ -107,7 +108,7 @@ def test_the_rolling_restart_takes_the_database_tier_as_one_step_and_checks_room
     usage = [diskuse.Usage("spilo-1", spilo, 10 * gib, 4 * gib), diskuse.Usage("spilo-2", spilo, 9 * gib, 4 * gib),
              diskuse.Usage("grafana", root / "data" / "grafana", 50 * gib, 1)]
     problem = rollout.room_problem(model, p, usage)
-    assert problem and "10.0 GiB" in problem and "4.0 GiB" in problem and "data/spilo-1" in problem, problem
+    assert problem and all(s in problem.message for s in ("10.0 GiB", "4.0 GiB", "data/spilo-1")), problem
     roomy = [diskuse.Usage("spilo-1", spilo, 10 * gib, 11 * gib), diskuse.Usage("grafana", spilo, 50 * gib, 1)]
     assert rollout.room_problem(model, p, roomy) is None, "only the database's filesystem is asked"
     assert rollout.room_problem(model, p, [diskuse.Usage("spilo-1", spilo, None, 1)]) is None  # unknown: no refusal
@@ -118,6 +119,90 @@ def test_the_rolling_restart_takes_the_database_tier_as_one_step_and_checks_room
     assert "invoke restore /b/infra-core-1 --yes" in err.fix and "invoke logs grafana" in err.fix
     stuck = rollout.failure(rollout.StepFailed("spilo-1", "x"), ["spilo-1"], ["spilo-1"], None)
     assert "did not come back healthy" in stuck.message and "`invoke up`" in stuck.message
+
+
+def test_a_tier_half_running_is_refused_and_a_grafana_move_needs_no_database_room(repo_stack):
+    root, model = repo_stack
+    env, record = envfile.read(root / ".env"), envfile.load_shipped(root)
+    text = (root / ".env.example").read_text()
+    both = envfile.parse_text(moved(moved(text, "SPILO_IMAGE", env.values["SPILO_IMAGE"] + "-next"),
+                                    "GRAFANA_IMAGE", env.values["GRAFANA_IMAGE"] + "-next"), root / ".env.example")
+    p = upgrade.plan(model, env, both, record)
+    half = rollout.tier_problem(model, p, set(model.services) - {"spilo-2"})
+    assert half and "spilo-2 is not running" in half.message and "invoke up" in half.fix
+    assert rollout.tier_problem(model, p, set(model.services)) is None
+    assert rollout.tier_problem(model, p, set(model.services) - {"spilo-1", "spilo-2"}) is None  # all stopped: fine
+    only_grafana = envfile.parse_text(moved(text, "GRAFANA_IMAGE", "g:next"), root / ".env.example")
+    grafana = upgrade.plan(model, env, only_grafana, record)
+    tight = [diskuse.Usage("spilo-1", root / "data" / "spilo-1", 10 << 30, 1)]
+    assert rollout.room_problem(model, grafana, tight) is None, "no member restarts: no database room needed"
+    assert rollout.room_problem(model, p, tight) is not None
+
+
+def test_whatever_fails_inside_a_step_is_that_steps_failure(repo_stack, monkeypatch):
+    """A timeout or an engine that stops answering inside a step (a ToolkitError) must reach the
+    caller as the step's failure, so that the pins and images go back (never a half-done
+    upgrade reported as an error about something else)."""
+    root, model = repo_stack
+    env, record = envfile.read(root / ".env"), envfile.load_shipped(root)
+    text = moved((root / ".env.example").read_text(), "GRAFANA_IMAGE", "grafana/grafana:99")
+    p = upgrade.plan(model, env, envfile.parse_text(text, root / ".env.example"), record)
+
+    def timed_out(*_a, **_k):
+        raise ToolkitError("docker compose up did not finish within 420 s")
+
+    monkeypatch.setattr(rollout, "recreate", timed_out)
+    done = rollout.Rollout()
+    with pytest.raises(rollout.StepFailed) as exc:
+        rollout.roll(model, None, p, lambda m, s: None, timeout=300, done=done, running={"grafana"})
+    assert exc.value.service == "grafana" and "420 s" in exc.value.why and done.recreated == ["grafana"]
+
+
+def test_rolling_back_goes_last_first_and_switches_a_leader_over_to_an_old_member(repo_stack, monkeypatch):
+    """The upgrade recreated spilo-2, switched over to it, then spilo-1 failed: spilo-1 goes back
+    first; spilo-2 leads, so it is switched over to spilo-1 (already on the old image) before
+    it is recreated; a service that does not come back is named."""
+    _, model = repo_stack
+    calls: list[tuple[str, ...]] = []
+    lead = ["spilo-2"]
+
+    def switch(_m, old, new, _members, timeout=60.0):
+        calls.append(("switchover", old, new))
+        lead[0] = new
+
+    def again(_m, _e, svc, _t):
+        calls.append(("recreate", svc))
+        if svc == "grafana":
+            raise rollout.StepFailed(svc, "still broken")
+
+    monkeypatch.setattr(rollout, "leader", lambda _m, _members: lead[0])
+    monkeypatch.setattr(rollout, "candidate", lambda _m, _members, _old, among: among[0])
+    monkeypatch.setattr(rollout, "switchover", switch)
+    monkeypatch.setattr(rollout, "recreate", again)
+    failed = rollout.roll_back(model, None, ["grafana", "spilo-2", "spilo-1"], 60)
+    assert calls == [("recreate", "spilo-1"), ("switchover", "spilo-2", "spilo-1"), ("recreate", "spilo-2"),
+                     ("recreate", "grafana")]
+    assert failed == ["grafana"]
+
+
+@pytest.mark.parametrize("text, why", [
+    ("WEB_IMAGE=a\nWEB_IMAGE=\"a\"\n", "plain KEY=value"),  # the effective (last) line is quoted
+    ("WEB_IMAGE=a\r\n", "Windows line endings"),
+])
+def test_pins_are_set_only_where_the_effective_line_is_plain(tmp_path, text, why):
+    (tmp_path / ".env").write_bytes(text.encode())
+    with pytest.raises(ToolkitError) as exc:
+        envfile.pinned_text(tmp_path, {"WEB_IMAGE": "b"})
+    assert why in exc.value.message and "WEB_IMAGE" in exc.value.message
+
+
+def test_pins_keep_every_other_byte_even_those_that_are_not_utf8(tmp_path):
+    data = b"# caf\xe9 (latin-1)\nWEB_IMAGE=busybox:1.36.1\nOTHER=x\n"
+    (tmp_path / ".env").write_bytes(data)
+    record = {"WEB_IMAGE": "busybox:1.37.0"}
+    envfile.write_pins(tmp_path, {"WEB_IMAGE": "busybox:1.37.0"}, record)
+    assert (tmp_path / ".env").read_bytes() == data.replace(b"1.36.1", b"1.37.0")
+    assert envfile.load_shipped(tmp_path) == record
 
 
 def test_dry_run_prints_one_document_and_writes_nothing(mini_files):

@@ -123,13 +123,25 @@ def _first_line(res: runner.Result, what: str) -> str:
 
 
 class _Tap:
-    """The stream a step prints to while doctor gathers its document: into the part's buffer,
-    or nowhere (a step left behind after its time bound prints into nothing)."""
+    """The stream a step prints to while doctor gathers its document: into the buffer of the
+    part whose thread prints (:attr:`target`, set and read per thread), or nowhere: a step left
+    behind after its time bound cannot print into the next part's file."""
 
     encoding = "utf-8"
 
     def __init__(self) -> None:
-        self.target: io.StringIO | None = None
+        self._targets: dict[int, io.StringIO] = {}
+
+    @property
+    def target(self) -> io.StringIO | None:
+        return self._targets.get(threading.get_ident())
+
+    @target.setter
+    def target(self, buffer: io.StringIO | None) -> None:
+        if buffer is None:
+            self._targets.pop(threading.get_ident(), None)
+        else:
+            self._targets[threading.get_ident()] = buffer
 
     def write(self, text: str) -> int:
         target = self.target
@@ -293,7 +305,6 @@ def guarded(ctx: Context, name: str, gather: Callable[[], Part | list[Part]], bo
     thread = threading.Thread(target=target, name=f"doctor-{name}", daemon=True)
     thread.start()
     thread.join(bound)
-    ctx.tap.target = None  # a step left behind prints into nothing
     seconds = time.monotonic() - t0
     if not result:
         return [failed(name, ToolkitError(f"{name} did not finish within {bound:g} s: left behind",

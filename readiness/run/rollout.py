@@ -1,7 +1,7 @@
 """Applying an upgrade plan: pull, then a rolling restart with proof between steps.
 
-``invoke upgrade --yes`` moves the pins in ``.env`` only once the new images are on the
-engine (a pull that fails changes nothing), then recreates the running services one at a
+``invoke upgrade --yes`` moves the pins in ``.env``, pulls the new images (a pull that fails
+moves the pins back: nothing was recreated), then recreates the running services one at a
 time, dependencies first (``plan.restart``), each with ``docker compose up --no-deps --wait``
 and the caller's proof (health and verify of that service) before the next one starts. The
 rest of the stack keeps running on what it ran.
@@ -12,12 +12,15 @@ group -- the replicas first, each until it streams again, then a planned switcho
 leader, which comes back as a replica. A commit in flight at the switchover fails like any
 failover's, but no member is killed and no acknowledged commit can be lost to it.
 
-At the first failure everything it recreated goes back to the old image (the pins move back
-in ``.env``), and the error names the service, why, and the way back from there.
+At the first failure everything it recreated goes back to the old image, the last recreated
+first (the pins move back in ``.env``), a Patroni leader again by a switchover to a member on
+the old image; the error names the service, why, and the way back from there. Anything that
+goes wrong inside a step (a timeout, an engine that stops answering) is that step's failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -34,6 +37,16 @@ from .upgrade import Plan
 
 #: Seconds a recreated service has to be proved working (health and verify) before the upgrade stops.
 PROVE_SECONDS = 90.0
+#: Held from the plan to the end of an applied upgrade: two never roll at once.
+LOCK = ".readiness/locks/upgrade.lock"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why the upgrade may not start, and the way on."""
+
+    message: str
+    fix: str
 
 
 class StepFailed(Exception):
@@ -92,20 +105,42 @@ def steps_for(model: Model, plan: Plan, running: set[str]) -> list[list[str]]:
     return out
 
 
-def room_problem(model: Model, plan: Plan, usage: list[diskuse.Usage]) -> str | None:
-    """Why there is not room to upgrade, or None (pure): every filesystem holding a Patroni
-    member's data must have free at least the database's size again (the largest member), the
-    most a new image may write beside it (a migration, a re-clone, WAL kept across a switchover).
-    A size or free space that cannot be read is not a refusal: the backup's own check follows."""
-    members = set(patroni_members(model))
+def running(model: Model) -> set[str]:
+    """The services whose container runs (one ``docker ps``; an engine that does not answer is an
+    error here, never an empty stack: an upgrade must not read "nothing runs" from a failure)."""
+    return {str(c.get("Service", "")) for c in enginelib.project_containers(model.name) if c.get("State") == "running"}
+
+
+def tier_problem(model: Model, plan: Plan, up: set[str]) -> Problem | None:
+    """Why the database tier cannot be rolled (pure): some of its members run and some do not.
+    Its leader would then be restarted with no replica to switch over to, or a member left on
+    the old image; all stopped is fine (they start on the new image)."""
+    members = [m for m in patroni_members(model) if m in plan.restart]
+    stopped = [m for m in members if m not in up]
+    if members and stopped and len(stopped) < len(members):
+        return Problem(f"the database tier is not whole: {', '.join(stopped)} {'is' if len(stopped) == 1 else 'are'} "
+                       f"not running, so its leader cannot be switched over to an upgraded replica",
+                       f"`invoke up` to start {', '.join(stopped)} (or `invoke logs {stopped[0]}` for why it stopped), "
+                       "then `invoke upgrade --yes` again")
+    return None
+
+
+def room_problem(model: Model, plan: Plan, usage: list[diskuse.Usage]) -> Problem | None:
+    """Why there is not room to upgrade the database tier, or None (pure): every filesystem
+    holding a Patroni member's data must have free at least the database's size again (the
+    largest member), the most a new image may write beside it (a migration, a re-clone, WAL
+    kept across a switchover). An upgrade that restarts no member needs none; a size or free
+    space that cannot be read is not a refusal (the backup's own check follows)."""
+    members = {m for m in patroni_members(model) if m in plan.restart}
     sizes = [u.size for u in usage if u.service in members and u.size is not None]
-    if not sizes or not plan.moves:
+    if not sizes:
         return None
     need = max(sizes)
     for u in usage:
         if u.service in members and u.free is not None and u.free < need:
-            return (f"the upgrade needs free space for the database's size again ({diskuse.human(need)}) beside "
-                    f"{model.relpath(u.path)}, and its filesystem has {diskuse.human(u.free)} free")
+            return Problem(f"the upgrade needs free space for the database's size again ({diskuse.human(need)}) "
+                           f"beside {model.relpath(u.path)}, and its filesystem has {diskuse.human(u.free)} free",
+                           "free disk space (or move DATA_ROOT to a larger disk), then run again")
     return None
 
 
@@ -179,59 +214,96 @@ def switchover(model: Model, old: str, new: str, members: list[str], timeout: fl
     raise StepFailed(old, f"{new} did not take the leader lock within {timeout:.0f} s of the switchover")
 
 
-def roll(model: Model, engine: enginelib.Engine, plan: Plan, check: Prove, *, timeout: int,
-         done: Rollout) -> None:
-    """The rolling restart on ``model`` (rendered with the new pins); records into ``done`` as it goes."""
+def roll(model: Model, engine: enginelib.Engine, plan: Plan, check: Prove, *, timeout: int, done: Rollout,
+         running: set[str]) -> None:
+    """The rolling restart on ``model`` (rendered with the new pins) of the ``running``
+    services; records into ``done`` as it goes. Whatever fails inside a step is that step's
+    :class:`StepFailed`."""
     out = output.current()
-    running = {svc for svc, c in start._states(model).items() if c.get("State") == "running"}
     steps = steps_for(model, plan, running)
     done.skipped = sorted(set(plan.restart) - {svc for group in steps for svc in group})
     for group in steps:
         t0 = time.monotonic()
-        if len(group) == 1:
-            svc = group[0]
-            out.say("upgrade", f"recreating {svc} on its new image")
-            done.recreated.append(svc)
-            recreate(model, engine, svc, timeout)
-            start.settle_routes(model, services={svc})
-            prove(model, [svc], check)
-            done.seconds[svc] = time.monotonic() - t0
-            out.say("upgrade", f"{svc} works on its new image ({done.seconds[svc]:.1f} s)", "ok")
-            continue
-        members = patroni_members(model)
-        first = leader(model, members)
-        if first is None:
-            raise StepFailed(group[0], "the cluster has no running leader: the database tier is not upgraded "
-                                       "under a cluster that is not whole")
-        replicas = [svc for svc in group if svc != first]
-        for svc in replicas:
-            out.say("upgrade", f"recreating replica {svc} on its new image")
-            done.recreated.append(svc)
-            recreate(model, engine, svc, timeout)
-            prove(model, members, check)  # it streams again before the next one goes
-        if first in group:
-            if replicas:
-                out.say("upgrade", f"switching the leader over from {first} to {replicas[0]} (planned, no kill)")
-                switchover(model, first, replicas[0], members)
-                done.switchovers.append({"from": first, "to": replicas[0]})
-                prove(model, members, check)
-            out.say("upgrade", f"recreating {first} on its new image")
-            done.recreated.append(first)
-            recreate(model, engine, first, timeout)
-            prove(model, members, check)
-        done.seconds["+".join(group)] = time.monotonic() - t0
-        out.say("upgrade", f"database tier ({', '.join(group)}) works on its new image "
-                           f"({done.seconds['+'.join(group)]:.1f} s)", "ok")
+        try:
+            if len(group) == 1:
+                _one(model, engine, group[0], check, timeout, done)
+            else:
+                _tier(model, engine, group, check, timeout, done)
+        except (ToolkitError, OSError) as exc:
+            why = exc.message if isinstance(exc, ToolkitError) else f"{exc.strerror or exc} ({exc.filename})"
+            inside = [svc for svc in done.recreated if svc in group]
+            raise StepFailed(inside[-1] if inside else group[0], why) from None
+        name = "+".join(group)
+        done.seconds[name] = time.monotonic() - t0
+        out.say("upgrade", f"{', '.join(group)} work{'s' if len(group) == 1 else ''} on the new image "
+                           f"({done.seconds[name]:.1f} s)", "ok")
+
+
+def _one(model: Model, engine: enginelib.Engine, svc: str, check: Prove, timeout: int, done: Rollout) -> None:
+    output.current().say("upgrade", f"recreating {svc} on its new image")
+    done.recreated.append(svc)
+    recreate(model, engine, svc, timeout)
+    start.settle_routes(model, services={svc})
+    prove(model, [svc], check)
+
+
+def _tier(model: Model, engine: enginelib.Engine, group: list[str], check: Prove, timeout: int,
+          done: Rollout) -> None:
+    """The Patroni members (all running): the replicas one at a time, each until it streams,
+    then a planned switchover to one of them, then the old leader."""
+    out = output.current()
+    first = leader(model, group)
+    if first is None:
+        raise StepFailed(group[0], "the cluster has no running leader: the database tier is not upgraded "
+                                   "under a cluster that is not whole")
+    replicas = [svc for svc in group if svc != first]
+    for svc in replicas:
+        out.say("upgrade", f"recreating replica {svc} on its new image")
+        done.recreated.append(svc)
+        recreate(model, engine, svc, timeout)
+        prove(model, group, check)  # it streams again before the next one goes
+    if replicas:
+        target = candidate(model, group, first, replicas)
+        out.say("upgrade", f"switching the leader over from {first} to {target} (planned, no kill)")
+        switchover(model, first, target, group)
+        done.switchovers.append({"from": first, "to": target})
+        prove(model, group, check)
+    else:
+        out.say("upgrade", f"{first} is the only member: it restarts as the leader (no replica to switch over to)",
+                "warning")
+    out.say("upgrade", f"recreating {first} on its new image")
+    done.recreated.append(first)
+    recreate(model, engine, first, timeout)
+    prove(model, group, check)
+
+
+def candidate(model: Model, members: list[str], old: str, among: list[str]) -> str:
+    """The member to switch over to: the synchronous standby when there is one among ``among``
+    (Patroni refuses another in synchronous mode), else the first."""
+    names = {member_name(model, svc): svc for svc in among}
+    for m in cluster(model, members).get("members") or []:
+        if m.get("role") == "sync_standby" and str(m.get("name")) in names:
+            return names[str(m.get("name"))]
+    return among[0]
 
 
 def roll_back(model: Model, engine: enginelib.Engine, services: list[str], timeout: int) -> list[str]:
-    """Recreate ``services`` on ``model`` (rendered with the old pins again); returns those
-    that did not come back healthy."""
+    """Recreate ``services`` on ``model`` (rendered with the old pins again), the last recreated
+    first; a Patroni member that leads is first switched over to a member already on the old
+    image, when one runs. Returns those that did not come back healthy."""
+    members = patroni_members(model)
     failed = []
-    for svc in services:
+    pending = list(services)
+    for svc in reversed(services):
+        pending.remove(svc)
         try:
+            if svc in members and leader(model, members) == svc:
+                others = [m for m in members if m != svc and m not in pending]
+                if others:
+                    with contextlib.suppress(StepFailed, ToolkitError):
+                        switchover(model, svc, candidate(model, members, svc, others), members)
             recreate(model, engine, svc, timeout)
-        except StepFailed:
+        except (StepFailed, ToolkitError, OSError):
             failed.append(svc)
     return failed
 

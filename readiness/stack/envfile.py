@@ -527,26 +527,39 @@ def save_shipped(project_dir: Path, values: dict[str, str]) -> None:
                                + "\n").encode(), 0o644)
 
 
+def pinned_text(project_dir: Path, values: dict[str, str], data: bytes | None = None) -> bytes:
+    """``.env``'s bytes with each ``KEY=value`` of ``values`` set (pure but for reading ``.env``
+    when ``data`` is not given). Each key's effective line (the last) must be a plain
+    ``KEY=value`` line, and the result is parsed again: every effective value must then be the
+    one wanted, or nothing is written. Bytes that are not UTF-8 stay as they were."""
+    env_path = project_dir / ".env"
+    data = env_path.read_bytes() if data is None else data
+    text, _ = set_values(decode(data), values)
+    after = parse_text(text, env_path)
+    odd = sorted(k for k, v in values.items() if after.values.get(k) != v)
+    if odd or after.errors:
+        crlf = b"\r\n" in data
+        raise ToolkitError(f"{', '.join(odd) or 'a line'} in .env is not a plain KEY=value line the upgrade can set"
+                           + (" (the file has Windows line endings)" if crlf else ""),
+                           where=str(env_path),
+                           fix=("convert it to Unix line endings (`sed -i 's/\\r$//' .env`), then " if crlf else
+                                "write each as one KEY=value line (no quotes, no comment on the line, not repeated), "
+                                "then ") + "run `invoke upgrade` again")
+    return text.encode("utf-8", "surrogateescape")
+
+
 def write_pins(project_dir: Path, values: dict[str, str], record: dict[str, str]) -> None:
-    """Set each ``KEY=value`` of ``values`` in ``.env`` and write ``record`` as what the
-    repository shipped, under the ``.env`` lock, atomically: ``invoke upgrade`` moving the
-    pins the user confirmed (and moving them back when a step fails). Every key must be a plain
-    ``KEY=value`` line already; anything else is refused before a byte is written."""
+    """Set each ``KEY=value`` of ``values`` in ``.env`` (:func:`pinned_text`) and write
+    ``record`` as what the repository shipped, under the ``.env`` lock, atomically: ``invoke
+    upgrade`` moving the pins the user confirmed, and moving them back when a step fails."""
     env_path = project_dir / ".env"
     with lock(env_path):
         data = env_path.read_bytes()
-        text, changed = set_values(decode(data), values)
-        done = {line.split("=", 1)[0] for line in changed}
-        current = parse_text(decode(data), env_path).values
-        odd = sorted(k for k in values if k not in done and current.get(k) != values[k])
-        if odd:
-            raise ToolkitError(f"{', '.join(odd)} in .env is not a plain KEY=value line: the upgrade cannot set it",
-                               where=str(env_path), fix="write it as KEY=value (no quotes, no comment on the line), "
-                                                        "then run `invoke upgrade` again")
-        if changed:
+        new = pinned_text(project_dir, values, data)
+        if new != data:
             target = _target(env_path)  # a symlinked .env is written through, owner and mode kept
             st = target.stat()
-            fsutil.atomic_write(target, text.encode("utf-8"), stat.S_IMODE(st.st_mode), owner=(st.st_uid, st.st_gid))
+            fsutil.atomic_write(target, new, stat.S_IMODE(st.st_mode), owner=(st.st_uid, st.st_gid))
         save_shipped(project_dir, record)
 
 

@@ -15,6 +15,8 @@ already, which is what the pull step finds.
 2. A new image that cannot start (its entrypoint replaced by a file that is not a program):
    the upgrade stops at grafana, exit 1, naming it; grafana runs the image it ran before,
    ``.env`` holds that pin again, the plan still offers the move, and health is green.
+3. The repository moves the pins back: the same rolling restart (a switchover again) returns
+   every service to the images the session built, as test_dbtier.py expects them.
 
 Runs after test_backup.py and before test_dbtier.py (conftest orders the files).
 """
@@ -150,7 +152,7 @@ def test_upgrade_rolls_through_with_a_switchover(running: Stack):
     res, again = run_json(stack, "upgrade", "--dry-run")
     assert res.returncode == 0 and again["moves"] == [], out(res)
     stack.events.append(f"upgrade: {doc['seconds']}")
-    STATE.update(grafana=new["GRAFANA_IMAGE"])
+    STATE.update(grafana=new["GRAFANA_IMAGE"], **{f"old_{var}": image for var, image in old.items()})
 
 
 def test_an_image_that_cannot_start_stops_the_upgrade_on_the_old_one(running: Stack):
@@ -181,3 +183,20 @@ def test_an_image_that_cannot_start_stops_the_upgrade_on_the_old_one(running: St
         assert res.returncode == 0, out(res)
     finally:
         set_line(example, "GRAFANA_IMAGE", good)
+
+
+def test_moving_back_to_the_first_tags_is_an_upgrade_like_any_other(running: Stack):
+    """The repository moves the pins back (a revert): the same rolling restart brings every
+    service onto the images the session built, which the scenarios after this file expect."""
+    stack = running
+    if "grafana" not in STATE:
+        pytest.skip("needs the upgraded stack of the first scenario")
+    example = stack.root / ".env.example"
+    back = {var: STATE[f"old_{var}"] for var in ("GRAFANA_IMAGE", "SPILO_IMAGE")}
+    for var, image in back.items():
+        set_line(example, var, image)
+    res, doc = run_json(stack, "upgrade", "--yes", "--no-backup")
+    assert res.returncode == 0, out(res)
+    assert set(doc["recreated"]) == {"grafana", "spilo-1", "spilo-2"} and len(doc["switchovers"]) == 1, doc
+    for svc, var in (("grafana", "GRAFANA_IMAGE"), ("spilo-1", "SPILO_IMAGE"), ("spilo-2", "SPILO_IMAGE")):
+        assert image_of(stack, svc) == back[var], svc
