@@ -129,7 +129,7 @@ def tests(session: nox.Session) -> None:
     too: tests/conftest.py marks it).
     """
     install(session)
-    session.run("pytest", "-m", "not e2e", *session.posargs)
+    session.run("pytest", "-m", "not e2e", "--durations=15", *session.posargs)
 
 
 @nox.session

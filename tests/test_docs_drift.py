@@ -331,7 +331,7 @@ def test_the_ci_list_says_what_each_step_runs(sources):
         "`apt-get install -y nodejs`.",
         "2. **tools.** Runs: `pip install -q -e '.[test,dev]'`.",
         "3. **tests.** As root, then as a user. Runs: the README's test command `nox -s lint e2e` (`e2e` runs "
-        "`pytest -m e2e -x`); `nox -s tests -- tests/test_x.py` (`tests` runs `pytest -m 'not e2e'`); "
+        "`pytest -m e2e -x`); `nox -s tests -- tests/test_x.py` (`tests` runs `pytest -m 'not e2e' --durations=15`); "
         "`dockerd --storage-driver=vfs`.",
         "4. **figures.** Runs: `benchmarks/bench_*.py`.",
     ]
